@@ -1,0 +1,42 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "gmtool",
+    products: [
+        .executable(name: "gmtool", targets: ["gmtool"]),
+        .library(name: "KerasCheckpoint", targets: ["KerasCheckpoint"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shims: the only places that see the C libraries' headers.
+        .systemLibrary(
+            name: "CHDF5",
+            pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        // Typed Swift layer over libhdf5.
+        .target(name: "HDF5", dependencies: ["CHDF5"]),
+        // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
+        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib"]),
+        // The command-line tool.
+        .executableTarget(
+            name: "gmtool",
+            dependencies: [
+                "HDF5",
+                "KerasCheckpoint",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
+        .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
+        .testTarget(name: "CLITests", dependencies: ["gmtool"]),
+    ]
+)

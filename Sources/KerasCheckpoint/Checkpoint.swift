@@ -1,0 +1,366 @@
+import Foundation
+import HDF5
+
+/// How a checkpoint file is laid out (see docs/ARCHITECTURE.md and ../shared/docs/FORMATS.md).
+public enum CheckpointLayout: String, Sendable, Codable {
+    /// `model.save("m.h5")`, Keras 2 or Keras 3's legacy writer: root `model_config`,
+    /// weights under `/model_weights/<layer>/<weight name>`.
+    case legacyFull = "h5_full_model"
+    /// `model.save_weights("w.h5")` (Keras 2): root `layer_names`, one group per layer.
+    case legacyWeights = "h5_weights"
+    /// Keras 3 `model.save_weights("w.weights.h5")`: `/layers/<snake_case>[_n]/vars/<i>`.
+    case kerasWeights = "keras3_weights_h5"
+    /// Keras 3 `.keras` zip: `config.json` + `model.weights.h5` in the layout above.
+    case kerasArchive = "keras3_archive"
+}
+
+/// One weight tensor of the model and where it lives in the file.
+public struct CheckpointWeight: Sendable, Hashable {
+    public var layerName: String
+    /// The layer's Keras class, or nil when the file carries no config to say.
+    public var layerClass: String?
+    public var role: WeightRole
+    /// The weight's name as the file records it (`conv1/kernel:0`, `kernel`, `vars/0`).
+    public var name: String
+    /// Absolute path of the dataset inside the HDF5 file.
+    public var datasetPath: String
+    public var shape: [Int]
+    public var trainable: Bool
+    /// Conv, depthwise, separable and dense kernels: what pruning applies to.
+    public var prunable: Bool
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    public static func == (a: Self, b: Self) -> Bool { a.datasetPath == b.datasetPath }
+    public func hash(into hasher: inout Hasher) { hasher.combine(datasetPath) }
+}
+
+/// A layer of the checkpoint, in model order, with the weights the file holds for it.
+public struct CheckpointLayer: Sendable {
+    public var name: String
+    public var className: String?
+    public var weights: [CheckpointWeight]
+}
+
+/// The group where gmtool keeps pruning masks. Keras ignores top-level groups it does not know.
+public let maskGroupName = "gmtool_masks"
+
+/// A Keras checkpoint opened for reading. Never modifies the file it was opened from.
+public final class Checkpoint {
+    /// The path the user gave.
+    public let path: String
+    public let layout: CheckpointLayout
+    public let kerasVersion: String?
+    public let backend: String?
+    /// The architecture: from the file, or from `--config` for weights-only files.
+    public let modelConfig: ModelConfig?
+    /// Layers in model order; for weights-only files without a config, in file order.
+    public let layers: [CheckpointLayer]
+    /// The HDF5 file holding the weights (for an archive, the extracted `model.weights.h5`).
+    let file: HDF5File
+    /// For archives: the zip entries, kept to write the archive back.
+    let archive: KerasArchive?
+
+    public var weights: [CheckpointWeight] { layers.flatMap(\.weights) }
+
+    /// Opens and checks a checkpoint. `config` supplies the architecture for weights-only files
+    /// (it overrides nothing in files that carry their own).
+    public static func open(_ path: String, config: ModelConfig? = nil) throws -> Checkpoint {
+        try Checkpoint(path: path, config: config)
+    }
+
+    private init(path: String, config externalConfig: ModelConfig?) throws {
+        self.path = path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CheckpointError(file: path, problem: "no such file")
+        }
+        guard !isDirectory.boolValue else { throw CheckpointError(file: path, problem: "is a directory, not a checkpoint file") }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let size = attributes[.size] as? Int else {
+            throw CheckpointError(file: path, problem: "cannot be read")
+        }
+        guard size > 0 else { throw CheckpointError(file: path, problem: "is empty") }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw CheckpointError(file: path, problem: "permission denied")
+        }
+
+        if KerasArchive.looksLikeZip(path) {
+            let archive = try KerasArchive(path: path)
+            self.archive = archive
+            file = try Self.openHDF5(archive.weightsFilePath, reportedAs: "\(path)!model.weights.h5")
+            let configText = try archive.text("config.json")
+            let config = try ModelConfig(json: configText, source: "\(path)!config.json")
+            modelConfig = config
+            layout = .kerasArchive
+            kerasVersion = archive.metadata?["keras_version"]?.string
+            backend = nil
+            layers = try Self.kerasWeightsLayers(file: file, config: config, source: path)
+            return
+        }
+
+        archive = nil
+        file = try Self.openHDF5(path, reportedAs: path)
+        let root = file.root
+        if root.hasAttribute("model_config") {
+            guard root.kind(of: "model_weights") == .group else {
+                throw CheckpointError(file: path, object: "/model_weights", problem: "missing (a full-model file needs it)")
+            }
+            let text = try Self.readString(root, "model_config", path)
+            let config = try ModelConfig(json: text, source: path)
+            modelConfig = config
+            layout = .legacyFull
+            let weightsRoot = try root.group("model_weights")
+            kerasVersion = try? Self.readString(weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
+            backend = try? Self.readString(root, "backend", path)
+            layers = try Self.legacyLayers(weightsRoot, config: config, source: path)
+        } else if root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
+            modelConfig = externalConfig
+            layout = .legacyWeights
+            kerasVersion = try? Self.readString(root, "keras_version", path)
+            backend = try? Self.readString(root, "backend", path)
+            layers = try Self.legacyLayers(root, config: externalConfig, source: path)
+        } else if root.kind(of: "layers") == .group || root.kind(of: "vars") == .group {
+            guard let config = externalConfig else {
+                throw CheckpointError(file: path, problem: "is a Keras 3 weights file: it stores no layer names, so pass the architecture with --config model.json")
+            }
+            modelConfig = config
+            layout = .kerasWeights
+            kerasVersion = nil
+            backend = nil
+            layers = try Self.kerasWeightsLayers(file: file, config: config, source: path)
+        } else {
+            throw CheckpointError(file: path, problem: "is an HDF5 file but not a Keras checkpoint (no model_config, layer_names or layers/ group)")
+        }
+    }
+
+    private static func openHDF5(_ path: String, reportedAs name: String) throws -> HDF5File {
+        do { return try HDF5File.open(path) } catch let error as HDF5Error {
+            let problem = error.detail == "not an HDF5 file"
+                ? "is not an HDF5 file (or is truncated)"
+                : "cannot be opened as HDF5 (\(error.detail.isEmpty ? "unknown error" : error.detail)); the file may be truncated"
+            throw CheckpointError(file: name, problem: problem)
+        }
+    }
+
+    static func readString(_ object: HDF5Object, _ name: String, _ source: String) throws -> String {
+        do { return try object.attribute(name).readString() } catch let error as HDF5Error {
+            throw CheckpointError(file: source, object: "\(object.path) attribute \(name)", problem: error.detail.isEmpty ? "unreadable" : error.detail)
+        }
+    }
+
+    /// Reads a list-of-strings attribute that Keras may have split into `name0`, `name1`, ...
+    /// because HDF5 object headers hold at most 64 KB.
+    static func readStringList(_ object: HDF5Object, _ name: String, _ source: String) throws -> [String]? {
+        do {
+            if object.hasAttribute(name) { return try object.attribute(name).readStrings() }
+            guard object.hasAttribute("\(name)0") else { return nil }
+            var all: [String] = []
+            var index = 0
+            while object.hasAttribute("\(name)\(index)") {
+                all += try object.attribute("\(name)\(index)").readStrings()
+                index += 1
+            }
+            return all
+        } catch let error as HDF5Error {
+            throw CheckpointError(file: source, object: "\(object.path) attribute \(name)", problem: error.detail)
+        }
+    }
+
+    // MARK: Legacy .h5 (Keras 2 and Keras 3's legacy writer)
+
+    private static func legacyLayers(_ weightsRoot: HDF5Group, config: ModelConfig?, source: String) throws -> [CheckpointLayer] {
+        guard let names = try readStringList(weightsRoot, "layer_names", source) else {
+            throw CheckpointError(file: source, object: "\(weightsRoot.path) attribute layer_names", problem: "missing")
+        }
+        let configByName = Dictionary((config?.layers ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var result: [CheckpointLayer] = []
+        for layerName in names {
+            guard weightsRoot.kind(of: layerName) == .group else {
+                throw CheckpointError(file: source, object: weightsRoot.path == "/" ? "/\(layerName)" : "\(weightsRoot.path)/\(layerName)",
+                                      problem: "layer_names lists layer '\(layerName)' but the file has no group for it")
+            }
+            let group = try weightsRoot.group(layerName)
+            let weightNames = try readStringList(group, "weight_names", source) ?? []
+            let layerConfig = configByName[layerName]
+            if config != nil && layerConfig == nil && !weightNames.isEmpty {
+                throw CheckpointError(file: source, object: group.path, problem: "layer '\(layerName)' has weights but is not in model_config")
+            }
+            var weights: [CheckpointWeight] = []
+            for (position, weightName) in weightNames.enumerated() {
+                guard group.kind(of: weightName) == .dataset else {
+                    throw CheckpointError(file: source, object: "\(group.path)/\(weightName)",
+                                          problem: "weight_names lists '\(weightName)' but no such dataset exists")
+                }
+                let dataset = try group.dataset(weightName)
+                var owner = layerConfig
+                var ownerPosition = position
+                var ownerCount = weightNames.count
+                if let nested = layerConfig?.nestedModel {
+                    // A model used as a layer: weight names start with the inner layer's name.
+                    let innerName = String(weightName.split(separator: "/").first ?? "")
+                    owner = nested.layers.first { $0.name == innerName }
+                    let siblings = weightNames.filter { $0.hasPrefix(innerName + "/") }
+                    ownerPosition = siblings.firstIndex(of: weightName) ?? 0
+                    ownerCount = siblings.count
+                }
+                weights.append(try describeWeight(
+                    dataset: dataset, name: weightName, layerName: owner?.name ?? layerName, layer: owner,
+                    position: ownerPosition, count: ownerCount, modelTrainable: layerConfig?.trainable ?? true, source: source))
+            }
+            result.append(CheckpointLayer(name: layerName, className: layerConfig?.className, weights: weights))
+        }
+        if let config {
+            let stored = Set(names)
+            for layer in config.layers where !stored.contains(layer.name) {
+                if let specs = LayerWeights.specs(for: layer), specs.isEmpty { continue }
+                if layer.nestedModel == nil, LayerWeights.specs(for: layer) == nil { continue }
+                throw CheckpointError(file: source, object: "layer \(layer.name)",
+                                      problem: "model_config has a \(layer.className) layer with weights that the file does not store")
+            }
+        }
+        return result
+    }
+
+    /// Checks one stored weight against what its layer's config says and describes it.
+    private static func describeWeight(
+        dataset: HDF5Dataset, name: String, layerName: String, layer: LayerConfig?, position: Int, count: Int,
+        modelTrainable: Bool, source: String
+    ) throws -> CheckpointWeight {
+        let elementType = dataset.elementType
+        guard elementType.isFloat else {
+            throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
+        }
+        let shape = dataset.shape
+        var role = WeightRole(fileName: name)
+        if let layer, let specs = LayerWeights.specs(for: layer) {
+            guard specs.count == count else {
+                throw CheckpointError(file: source, object: dataset.path,
+                                      problem: "layer \(layer.name) (\(layer.className)) stores \(count) weights, its config implies \(specs.count)")
+            }
+            let spec = specs[position]
+            // Keras 3 renames the depthwise weight to "kernel"; the position in the layer decides.
+            role = spec.role
+            let matches = spec.shape.count == shape.count && zip(spec.shape, shape).allSatisfy { $0 == nil || $0 == $1 }
+            guard matches else {
+                let expected = "(" + spec.shape.map { $0.map(String.init) ?? "?" }.joined(separator: ", ") + ")"
+                throw CheckpointError(file: source, object: dataset.path,
+                                      problem: "shape \(shapeText(shape)) disagrees with the config of \(layer.className) layer \(layer.name), which implies \(expected)")
+            }
+        }
+        let prunable = layer.flatMap { LayerWeights.prunableRoles[$0.className]?.contains(role) } ?? false
+        return CheckpointWeight(
+            layerName: layerName, layerClass: layer?.className, role: role, name: name, datasetPath: dataset.path,
+            shape: shape, trainable: role.isTrainable && (layer?.trainable ?? true) && modelTrainable, prunable: prunable)
+    }
+
+    // MARK: Keras 3 .weights.h5 / .keras
+
+    /// Keras 3 names each layer's group after its class in snake case, numbered per name in
+    /// model order (`conv2d`, `conv2d_1`, ...), and stores its variables as `vars/0`, `vars/1`.
+    private static func kerasWeightsLayers(file: HDF5File, config: ModelConfig, source: String) throws -> [CheckpointLayer] {
+        let root = file.root
+        var counters: [String: Int] = [:]
+        var result: [CheckpointLayer] = []
+        for layer in config.layers {
+            let base = snakeCase(layer.className)
+            if layer.className == "InputLayer" { continue }
+            let index = counters[base, default: 0]
+            counters[base] = index + 1
+            let groupPath = "layers/" + (index == 0 ? base : "\(base)_\(index)")
+            guard let specs = LayerWeights.specs(for: layer) else {
+                if layer.nestedModel != nil {
+                    throw CheckpointError(file: source, object: groupPath, problem: "nested models in Keras 3 weights files are not supported")
+                }
+                // Unknown class: take whatever variables it stored, roles unknown.
+                let stored = root.kind(of: groupPath + "/vars") == .group ? try root.group(groupPath + "/vars").childNames() : []
+                let weights = try stored.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map { name in
+                    try describeWeight(dataset: root.dataset("\(groupPath)/vars/\(name)"), name: "vars/\(name)",
+                                       layerName: layer.name, layer: nil, position: 0, count: 1,
+                                       modelTrainable: layer.trainable, source: source)
+                }
+                result.append(CheckpointLayer(name: layer.name, className: layer.className, weights: weights))
+                continue
+            }
+            var weights: [CheckpointWeight] = []
+            for position in specs.indices {
+                let path = "\(groupPath)/vars/\(position)"
+                guard root.kind(of: path) == .dataset else {
+                    throw CheckpointError(file: source, object: "/" + path,
+                                          problem: "missing: \(layer.className) layer \(layer.name) needs \(specs.count) weights")
+                }
+                weights.append(try describeWeight(
+                    dataset: root.dataset(path), name: "vars/\(position)", layerName: layer.name, layer: layer,
+                    position: position, count: specs.count, modelTrainable: true, source: source))
+            }
+            result.append(CheckpointLayer(name: layer.name, className: layer.className, weights: weights))
+        }
+        return result
+    }
+
+    /// Keras' `to_snake_case`: "DepthwiseConv2D" -> "depthwise_conv2d", "ReLU" -> "re_lu".
+    static func snakeCase(_ name: String) -> String {
+        // re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name), then re.sub("([a-z])([A-Z])", r"\1_\2", ...).lower()
+        var chars = Array(name)
+        var out: [Character] = []
+        var i = 0
+        while i < chars.count {
+            let c = chars[i]
+            if i > 0, c.isUppercase, i + 1 < chars.count, chars[i + 1].isLowercase, out.last != "_" { out.append("_") }
+            out.append(c)
+            i += 1
+        }
+        chars = out
+        out = []
+        for (index, c) in chars.enumerated() {
+            if index > 0, c.isUppercase, chars[index - 1].isLowercase || chars[index - 1].isNumber { out.append("_") }
+            out.append(c)
+        }
+        return String(out).lowercased()
+    }
+
+    // MARK: Reading weights and masks
+
+    /// Reads a weight as float32 (libhdf5 converts from the stored precision).
+    public func read(_ weight: CheckpointWeight) throws -> [Float] {
+        do { return try file.root.dataset(weight.datasetPath).read(as: Float.self) } catch let error as HDF5Error {
+            throw CheckpointError(file: path, object: weight.datasetPath, problem: "cannot be read (\(error.detail))")
+        }
+    }
+
+    /// Where the mask of `weight` lives.
+    public static func maskPath(for weight: CheckpointWeight) -> String { "/\(maskGroupName)\(weight.datasetPath)" }
+
+    /// The pruning mask gmtool stored for `weight` (1 keep, 0 pruned), or nil when there is none.
+    public func mask(for weight: CheckpointWeight) throws -> [UInt8]? {
+        let maskPath = Self.maskPath(for: weight)
+        guard file.root.kind(of: maskPath) == .dataset else { return nil }
+        let dataset = try file.root.dataset(maskPath)
+        guard dataset.shape == weight.shape else {
+            throw CheckpointError(file: path, object: maskPath, problem: "mask shape \(shapeText(dataset.shape)) differs from the weight's \(shapeText(weight.shape))")
+        }
+        return try dataset.read(as: UInt8.self)
+    }
+
+    /// Attributes stored on the mask group (how the masks were made), as text.
+    public func maskProvenance() throws -> [String: String] {
+        guard file.root.kind(of: maskGroupName) == .group else { return [:] }
+        let group = try file.root.group(maskGroupName)
+        var result: [String: String] = [:]
+        for name in group.attributeNames {
+            let attribute = try group.attribute(name)
+            if case .string = attribute.elementType { result[name] = try attribute.readString() }
+            else { result[name] = try attribute.read(as: Double.self).map { String($0) }.joined(separator: ",") }
+        }
+        return result
+    }
+
+    /// Bytes the weight's data takes in the file.
+    public func storageBytes(_ weight: CheckpointWeight) -> Int {
+        (try? file.root.dataset(weight.datasetPath).storageSize) ?? 0
+    }
+}
+
+func shapeText(_ shape: [Int]) -> String {
+    "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
+}

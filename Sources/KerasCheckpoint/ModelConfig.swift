@@ -1,0 +1,135 @@
+/// A reference to one output tensor of a layer: `(layer, node, tensor)` as Keras writes it.
+public struct TensorReference: Sendable, Equatable {
+    public var layer: String
+    public var node: Int
+    public var tensor: Int
+}
+
+/// One layer of a Keras model config: its class, its name, its own config dictionary (kept
+/// whole), and for Functional models the tensors it is called on.
+public struct LayerConfig: Sendable {
+    public var name: String
+    public var className: String
+    /// The layer's `config` dictionary exactly as Keras wrote it.
+    public var config: JSONValue
+    /// Inputs of each call of the layer (Functional models); empty for Sequential and inputs.
+    public var inboundNodes: [[TensorReference]]
+    /// A nested model (a Functional or Sequential used as a layer), parsed.
+    public var nestedModel: ModelConfig?
+
+    /// `trainable` from the config (Keras' default is true).
+    public var trainable: Bool { config["trainable"]?.bool ?? true }
+}
+
+/// A Keras `model_config` (`model.to_json()`): Sequential or Functional, Keras 2 or 3.
+public struct ModelConfig: Sendable {
+    public enum Kind: String, Sendable { case sequential = "Sequential", functional = "Functional" }
+
+    public var kind: Kind
+    public var name: String
+    /// Layers in `model.layers` order (for Keras 2 Sequential, an InputLayer entry is kept).
+    public var layers: [LayerConfig]
+    public var inputs: [TensorReference]
+    public var outputs: [TensorReference]
+    /// Declared input shape without the batch axis, when the config records one.
+    public var inputShape: [Int?]?
+
+    /// Parses a `model_config` JSON document. `source` names the file for error messages.
+    public init(json text: String, source: String) throws {
+        let root: JSONValue
+        do { root = try JSONValue.parse(text) } catch {
+            throw CheckpointError(file: source, object: "model_config", problem: "is not valid JSON")
+        }
+        try self.init(root, source: source)
+    }
+
+    init(_ root: JSONValue, source: String) throws {
+        guard let className = root["class_name"]?.string, let config = root["config"] else {
+            throw CheckpointError(file: source, object: "model_config", problem: "has no class_name/config")
+        }
+        func fail(_ problem: String) -> CheckpointError {
+            CheckpointError(file: source, object: "model_config", problem: problem)
+        }
+        guard let layerList = config["layers"]?.array else {
+            throw fail("class \(className) has no layer list (only Sequential and Functional models are supported)")
+        }
+        name = config["name"]?.string ?? "model"
+        switch className {
+        case "Sequential": kind = .sequential
+        case "Functional", "Model": kind = .functional
+        default: throw fail("model class \(className) is not Sequential or Functional")
+        }
+        var parsed: [LayerConfig] = []
+        for entry in layerList {
+            guard let layerClass = entry["class_name"]?.string, let layerConfig = entry["config"] else {
+                throw fail("a layer entry has no class_name/config")
+            }
+            guard let layerName = entry["name"]?.string ?? layerConfig["name"]?.string else {
+                throw fail("a \(layerClass) layer has no name")
+            }
+            var nested: ModelConfig?
+            if ["Sequential", "Functional", "Model"].contains(layerClass) {
+                nested = try ModelConfig(entry, source: source)
+            }
+            let inbound = try (entry["inbound_nodes"]?.array ?? []).map { try Self.parseNode($0, source: source) }
+            parsed.append(LayerConfig(name: layerName, className: layerClass, config: layerConfig,
+                                      inboundNodes: inbound, nestedModel: nested))
+        }
+        layers = parsed
+        inputs = Self.parseReferences(config["input_layers"])
+        outputs = Self.parseReferences(config["output_layers"])
+        inputShape = Self.declaredInputShape(config: config, layers: parsed)
+        if kind == .functional && (inputs.isEmpty || outputs.isEmpty) {
+            throw fail("Functional model has no input_layers/output_layers")
+        }
+    }
+
+    /// `[["name", 0, 0], ...]` or a single `["name", 0, 0]` (Keras 3 writes the flat form for
+    /// one tensor).
+    private static func parseReferences(_ value: JSONValue?) -> [TensorReference] {
+        guard let items = value?.array, !items.isEmpty else { return [] }
+        if items.first?.string != nil { return reference(items).map { [$0] } ?? [] }
+        return items.compactMap { $0.array.flatMap(reference) }
+    }
+
+    private static func reference(_ triple: [JSONValue]) -> TensorReference? {
+        guard triple.count >= 3, let layer = triple[0].string, let node = triple[1].int, let tensor = triple[2].int
+        else { return nil }
+        return TensorReference(layer: layer, node: node, tensor: tensor)
+    }
+
+    /// One inbound node. Keras 2: `[["a", 0, 0, {}], ["b", 0, 0, {}]]`. Keras 3:
+    /// `{"args": [tensor or [tensors]], "kwargs": {...}}` where a tensor is
+    /// `{"class_name": "__keras_tensor__", "config": {"keras_history": ["a", 0, 0]}}`.
+    private static func parseNode(_ node: JSONValue, source: String) throws -> [TensorReference] {
+        if let list = node.array {
+            return list.compactMap { $0.array.flatMap(reference) }
+        }
+        var found: [TensorReference] = []
+        func collect(_ value: JSONValue) {
+            if value["class_name"]?.string == "__keras_tensor__",
+               let history = value["config"]?["keras_history"]?.array, let ref = reference(history) {
+                found.append(ref)
+            } else if let items = value.array {
+                items.forEach(collect)
+            }
+        }
+        (node["args"]?.array ?? []).forEach(collect)
+        return found
+    }
+
+    private static func declaredInputShape(config: JSONValue, layers: [LayerConfig]) -> [Int?]? {
+        func shape(_ value: JSONValue?) -> [Int?]? {
+            guard let items = value?.array, items.count >= 2 else { return nil }
+            return items.dropFirst().map(\.int)
+        }
+        if let input = layers.first(where: { $0.className == "InputLayer" }) {
+            return shape(input.config["batch_input_shape"]) ?? shape(input.config["batch_shape"])
+        }
+        if let first = layers.first {
+            return shape(first.config["batch_input_shape"]) ?? shape(first.config["batch_shape"])
+                ?? shape(config["build_input_shape"])
+        }
+        return nil
+    }
+}

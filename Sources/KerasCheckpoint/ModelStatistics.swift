@@ -1,0 +1,96 @@
+import Foundation
+
+/// Parameter counts of one weight tensor.
+public struct WeightStatistics: Codable, Sendable {
+    public var layer: String
+    public var layerType: String
+    public var weight: String
+    public var role: String
+    public var shape: [Int]
+    public var parameters: Int
+    public var nonzero: Int
+    public var sparsity: Double
+    /// Bytes of the dense tensor as stored (element count times element size).
+    public var bytes: Int
+    public var trainable: Bool
+    public var prunable: Bool
+    /// Entries whose mask bit is 0, when the checkpoint carries a gmtool mask for this weight.
+    public var masked: Int?
+    /// Every value is zero.
+    public var allZero: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case layer, layerType = "layer_type", weight, role, shape, parameters, nonzero, sparsity, bytes, trainable
+        case prunable, masked, allZero = "all_zero"
+    }
+}
+
+/// What `gmtool stats` reports: per-weight rows and model totals.
+public struct ModelStatistics: Codable, Sendable {
+    public var file: String
+    public var layout: String
+    public var kerasVersion: String?
+    public var fileBytes: Int
+    public var totalParameters: Int
+    public var trainableParameters: Int
+    public var nonTrainableParameters: Int
+    public var prunableParameters: Int
+    public var nonzeroParameters: Int
+    /// Zero fraction over all parameters.
+    public var sparsity: Double
+    /// Zero fraction over the prunable kernels only.
+    public var prunableSparsity: Double
+    /// Bytes of all weights stored dense.
+    public var denseBytes: Int
+    public var hasMasks: Bool
+    public var maskProvenance: [String: String]
+    public var layers: [WeightStatistics]
+
+    enum CodingKeys: String, CodingKey {
+        case file, layout, kerasVersion = "keras_version", fileBytes = "file_bytes"
+        case totalParameters = "total_parameters", trainableParameters = "trainable_parameters"
+        case nonTrainableParameters = "non_trainable_parameters", prunableParameters = "prunable_parameters"
+        case nonzeroParameters = "nonzero_parameters", sparsity, prunableSparsity = "prunable_sparsity"
+        case denseBytes = "dense_bytes", hasMasks = "has_masks", maskProvenance = "mask_provenance", layers
+    }
+}
+
+extension Checkpoint {
+    /// Reads every weight and counts parameters, non-zeros and masks.
+    public func statistics() throws -> ModelStatistics {
+        var rows: [WeightStatistics] = []
+        for weight in weights {
+            let values = try read(weight)
+            var nonzero = 0
+            for value in values where value != 0 { nonzero += 1 }
+            let masked = try mask(for: weight).map { mask in mask.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
+            let count = weight.elementCount
+            rows.append(WeightStatistics(
+                layer: weight.layerName, layerType: weight.layerClass ?? "?", weight: weight.name,
+                role: weight.role.description, shape: weight.shape, parameters: count, nonzero: nonzero,
+                sparsity: count == 0 ? 0 : Double(count - nonzero) / Double(count),
+                bytes: count * elementBytes(weight), trainable: weight.trainable, prunable: weight.prunable,
+                masked: masked, allZero: count > 0 && nonzero == 0))
+        }
+        let total = rows.reduce(0) { $0 + $1.parameters }
+        let trainable = rows.filter(\.trainable).reduce(0) { $0 + $1.parameters }
+        let prunable = rows.filter(\.prunable).reduce(0) { $0 + $1.parameters }
+        let nonzero = rows.reduce(0) { $0 + $1.nonzero }
+        let prunableNonzero = rows.filter(\.prunable).reduce(0) { $0 + $1.nonzero }
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return ModelStatistics(
+            file: path, layout: layout.rawValue, kerasVersion: kerasVersion, fileBytes: fileBytes,
+            totalParameters: total, trainableParameters: trainable, nonTrainableParameters: total - trainable,
+            prunableParameters: prunable, nonzeroParameters: nonzero,
+            sparsity: total == 0 ? 0 : Double(total - nonzero) / Double(total),
+            prunableSparsity: prunable == 0 ? 0 : Double(prunable - prunableNonzero) / Double(prunable),
+            denseBytes: rows.reduce(0) { $0 + $1.bytes }, hasMasks: rows.contains { $0.masked != nil },
+            maskProvenance: try maskProvenance(), layers: rows)
+    }
+
+    private func elementBytes(_ weight: CheckpointWeight) -> Int {
+        guard let dataset = try? file.root.dataset(weight.datasetPath),
+              case .float(let bits) = dataset.elementType else { return 4 }
+        return bits / 8
+    }
+}

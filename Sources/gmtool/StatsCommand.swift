@@ -1,0 +1,61 @@
+import ArgumentParser
+import KerasCheckpoint
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Print parameter counts, non-zeros and sparsity per weight and in total.",
+        discussion: """
+            Totals match Keras' model.count_params(). Prunable parameters are the kernels of \
+            Conv2D, DepthwiseConv2D, SeparableConv2D and Dense layers. Weights that are entirely \
+            zero are flagged. Masks written by gmtool are reported when present.
+            """
+    )
+
+    @OptionGroup var checkpoint: CheckpointOptions
+
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() throws {
+        let statistics = try checkpoint.open().statistics()
+        if json { try printJSON(statistics); return }
+        print(render(statistics))
+    }
+
+    func render(_ s: ModelStatistics) -> String {
+        let hasMasks = s.hasMasks
+        var table = TextTable(
+            headers: ["layer", "type", "weight", "shape", "params", "nonzero", "sparsity", "bytes"] + (hasMasks ? ["masked"] : []) + [""],
+            rightAligned: hasMasks ? [4, 5, 6, 7, 8] : [4, 5, 6, 7])
+        for row in s.layers {
+            var flags: [String] = []
+            if row.allZero { flags.append("ALL ZERO") }
+            if row.prunable { flags.append("prunable") }
+            if !row.trainable { flags.append("non-trainable") }
+            table.rows.append(
+                [row.layer, row.layerType, row.weight, shapeDescription(row.shape), grouped(row.parameters),
+                 grouped(row.nonzero), percent(row.sparsity, digits: 1), grouped(row.bytes)]
+                + (hasMasks ? [row.masked.map(grouped) ?? "-"] : []) + [flags.joined(separator: ", ")])
+        }
+        var lines = [table.render(), ""]
+        lines.append("file:                    \(s.file) (\(s.layout)\(s.kerasVersion.map { ", Keras \($0)" } ?? ""), \(byteSize(s.fileBytes)))")
+        lines.append("total parameters:        \(grouped(s.totalParameters))")
+        lines.append("trainable parameters:    \(grouped(s.trainableParameters))")
+        lines.append("non-trainable:           \(grouped(s.nonTrainableParameters))")
+        lines.append("prunable parameters:     \(grouped(s.prunableParameters)) (\(percent(Double(s.prunableParameters) / Double(max(1, s.totalParameters)), digits: 1)) of total)")
+        lines.append("non-zero parameters:     \(grouped(s.nonzeroParameters))")
+        lines.append("sparsity:                \(percent(s.sparsity)) overall, \(percent(s.prunableSparsity)) of prunable")
+        lines.append("dense weight bytes:      \(grouped(s.denseBytes))")
+        let zeroLayers = s.layers.filter(\.allZero)
+        if !zeroLayers.isEmpty {
+            lines.append("all-zero weights:        \(zeroLayers.count) (\(zeroLayers.map { "\($0.layer)/\($0.role)" }.joined(separator: ", ")))")
+        }
+        if hasMasks {
+            let masked = s.layers.compactMap(\.masked).reduce(0, +)
+            lines.append("masks:                   \(s.layers.filter { $0.masked != nil }.count) weights, \(grouped(masked)) entries pruned")
+            for (key, value) in s.maskProvenance.sorted(by: { $0.key < $1.key }) { lines.append("  \(key): \(value)") }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
