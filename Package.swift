@@ -22,10 +22,17 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
         // Typed Swift layer over libhdf5.
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
         .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib"]),
+        // Forward/backward kernels over raw Float buffers (NHWC), BLAS for the GEMMs.
+        .target(name: "NeuralKernels", dependencies: ["CBLAS"]),
         // The command-line tool.
         .executableTarget(
             name: "gmtool",
@@ -37,6 +44,7 @@ let package = Package(
         ),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
+        .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool"]),
     ]
 )

@@ -11,6 +11,9 @@ private let hdf5Lock = NSRecursiveLock()
 private func locked<T>(_ body: () throws -> T) rethrows -> T {
     hdf5Lock.lock()
     defer { hdf5Lock.unlock() }
+    // Thread-safe builds of libhdf5 keep error settings per thread: silence printing on
+    // whichever thread this is (a pointer store).
+    gm_silence_errors()
     return try body()
 }
 

@@ -300,23 +300,19 @@ public final class Checkpoint {
 
     /// Keras' `to_snake_case`: "DepthwiseConv2D" -> "depthwise_conv2d", "ReLU" -> "re_lu".
     static func snakeCase(_ name: String) -> String {
-        // re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name), then re.sub("([a-z])([A-Z])", r"\1_\2", ...).lower()
-        var chars = Array(name)
-        var out: [Character] = []
-        var i = 0
-        while i < chars.count {
-            let c = chars[i]
-            if i > 0, c.isUppercase, i + 1 < chars.count, chars[i + 1].isLowercase, out.last != "_" { out.append("_") }
-            out.append(c)
-            i += 1
+        // Python: strip \W; re.sub("(.)([A-Z][a-z]+)", r"\1_\2"); re.sub("([a-z])([A-Z])", r"\1_\2"); lower().
+        let chars = Array(name.filter { $0.isLetter || $0.isNumber || $0 == "_" })
+        var first: [Character] = []
+        for (i, c) in chars.enumerated() {
+            if i > 0, c.isUppercase, i + 1 < chars.count, chars[i + 1].isLowercase { first.append("_") }
+            first.append(c)
         }
-        chars = out
-        out = []
-        for (index, c) in chars.enumerated() {
-            if index > 0, c.isUppercase, chars[index - 1].isLowercase || chars[index - 1].isNumber { out.append("_") }
-            out.append(c)
+        var second: [Character] = []
+        for (i, c) in first.enumerated() {
+            if i > 0, c.isUppercase, first[i - 1].isLowercase { second.append("_") }
+            second.append(c)
         }
-        return String(out).lowercased()
+        return String(second).lowercased()
     }
 
     // MARK: Reading weights and masks

@@ -30,19 +30,27 @@ final class KerasArchive {
         return magic == Data([0x50, 0x4B, 0x03, 0x04])
     }
 
-    init(path: String) throws {
+    init(path: String, extractWeights: Bool = true) throws {
         self.path = path
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw CheckpointError(file: path, problem: "cannot be read")
         }
         entries = try Self.readDirectory(data, path: path)
         scratchDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratchDirectory, withIntermediateDirectories: true)
+        if extractWeights {
+            do { try FileManager.default.createDirectory(at: scratchDirectory, withIntermediateDirectories: true) } catch {
+                throw CheckpointError(file: path, problem: "cannot create a temporary folder to extract it")
+            }
+        }
         weightsFilePath = scratchDirectory.appendingPathComponent("model.weights.h5").path
         metadata = (try? Self.contents(of: "metadata.json", in: data, entries: entries, path: path))
             .flatMap { try? JSONValue.parse(String(decoding: $0, as: UTF8.self)) }
-        let weights = try Self.contents(of: "model.weights.h5", in: data, entries: entries, path: path)
-        try weights.write(to: URL(fileURLWithPath: weightsFilePath))
+        if extractWeights {
+            let weights = try Self.contents(of: "model.weights.h5", in: data, entries: entries, path: path)
+            do { try weights.write(to: URL(fileURLWithPath: weightsFilePath)) } catch {
+                throw CheckpointError(file: path, problem: "cannot extract model.weights.h5 to \(weightsFilePath)")
+            }
+        }
     }
 
     deinit { try? FileManager.default.removeItem(at: scratchDirectory) }

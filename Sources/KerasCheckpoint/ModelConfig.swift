@@ -1,3 +1,5 @@
+import Foundation
+
 /// A reference to one output tensor of a layer: `(layer, node, tensor)` as Keras writes it.
 public struct TensorReference: Sendable, Equatable {
     public var layer: String
@@ -41,6 +43,23 @@ public struct ModelConfig: Sendable {
             throw CheckpointError(file: source, object: "model_config", problem: "is not valid JSON")
         }
         try self.init(root, source: source)
+    }
+
+    /// Reads an architecture file: a `model.to_json()` document, or a `.keras` archive's
+    /// `config.json`.
+    public init(contentsOf path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw CheckpointError(file: path, problem: "no such architecture file")
+        }
+        if KerasArchive.looksLikeZip(path) {
+            try self.init(json: try KerasArchive(path: path, extractWeights: false).text("config.json"), source: "\(path)!config.json")
+        } else {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw CheckpointError(file: path, problem: "cannot be read")
+            }
+            try self.init(json: String(decoding: data, as: UTF8.self), source: path)
+        }
     }
 
     init(_ root: JSONValue, source: String) throws {

@@ -16,7 +16,8 @@ public struct WeightStatistics: Codable, Sendable {
     public var prunable: Bool
     /// Entries whose mask bit is 0, when the checkpoint carries a gmtool mask for this weight.
     public var masked: Int?
-    /// Every value is zero.
+    /// A prunable kernel whose every value is zero: the layer is dead (biases that are still at
+    /// their zero initialisation are not flagged).
     public var allZero: Bool
 
     enum CodingKeys: String, CodingKey {
@@ -70,7 +71,7 @@ extension Checkpoint {
                 role: weight.role.description, shape: weight.shape, parameters: count, nonzero: nonzero,
                 sparsity: count == 0 ? 0 : Double(count - nonzero) / Double(count),
                 bytes: count * elementBytes(weight), trainable: weight.trainable, prunable: weight.prunable,
-                masked: masked, allZero: count > 0 && nonzero == 0))
+                masked: masked, allZero: weight.prunable && count > 0 && nonzero == 0))
         }
         let total = rows.reduce(0) { $0 + $1.parameters }
         let trainable = rows.filter(\.trainable).reduce(0) { $0 + $1.parameters }

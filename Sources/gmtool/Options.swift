@@ -7,19 +7,12 @@ struct CheckpointOptions: ParsableArguments {
     @Argument(help: "The Keras checkpoint (.h5, .weights.h5 or .keras).")
     var model: String
 
-    @Option(name: .long, help: "Architecture JSON (Keras model.to_json()) for weights-only files.")
+    @Option(name: .long, help: "Architecture for weights-only files: a model.to_json() file or a .keras archive.")
     var config: String?
 
     /// Opens the checkpoint, with the architecture from `--config` when given.
     func open() throws -> Checkpoint {
-        var architecture: ModelConfig?
-        if let config {
-            guard let data = FileManager.default.contents(atPath: config) else {
-                throw CommandError("\(config): cannot read the --config file")
-            }
-            architecture = try ModelConfig(json: String(decoding: data, as: UTF8.self), source: config)
-        }
-        return try Checkpoint.open(model, config: architecture)
+        try Checkpoint.open(model, config: config.map(ModelConfig.init(contentsOf:)))
     }
 }
 

@@ -49,7 +49,7 @@ struct StatsCommand: ParsableCommand {
         lines.append("dense weight bytes:      \(grouped(s.denseBytes))")
         let zeroLayers = s.layers.filter(\.allZero)
         if !zeroLayers.isEmpty {
-            lines.append("all-zero weights:        \(zeroLayers.count) (\(zeroLayers.map { "\($0.layer)/\($0.role)" }.joined(separator: ", ")))")
+            lines.append("all-zero kernels:        \(zeroLayers.count) (\(zeroLayers.map { "\($0.layer)/\($0.role)" }.joined(separator: ", ")))")
         }
         if hasMasks {
             let masked = s.layers.compactMap(\.masked).reduce(0, +)

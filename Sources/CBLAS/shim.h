@@ -1,0 +1,8 @@
+// CBLAS from OpenBLAS (Debian's libopenblas-dev). The BLAS thread count is set from Swift so
+// gmtool's own worker threads and BLAS threads never oversubscribe the cores.
+#ifndef GMTOOL_CBLAS_SHIM_H
+#define GMTOOL_CBLAS_SHIM_H
+#include <cblas.h>
+static inline void gm_blas_set_threads(int n) { openblas_set_num_threads(n); }
+static inline int gm_blas_get_threads(void) { return openblas_get_num_threads(); }
+#endif

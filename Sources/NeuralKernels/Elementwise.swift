@@ -1,0 +1,347 @@
+import Foundation
+
+// BatchNormalization (inference), activations, padding, pooling, softmax and the loss: the
+// memory-bound kernels. Each is a forward/backward pair over contiguous Float buffers; backward
+// functions add into the input gradient.
+
+// MARK: BatchNormalization in inference mode
+
+/// y = x * scale + shift per channel, where scale = gamma / sqrt(var + eps) and
+/// shift = beta - mean * scale (precomputed by the caller once per weight set).
+public func channelAffineForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                                 scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, rows: Int, channels: Int) {
+    for r in 0..<rows {
+        let x = input + r * channels, y = output + r * channels
+        for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
+    }
+}
+
+/// Gradients of channelAffineForward for BatchNormalization: dx += dy * scale;
+/// dGamma += sum dy * (x - mean) * invStd; dBeta += sum dy.
+public func batchNormInferenceBackward(
+    inputGradient: UnsafeMutablePointer<Float>?, gammaGradient: UnsafeMutablePointer<Float>?,
+    betaGradient: UnsafeMutablePointer<Float>?, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, rows: Int, channels: Int
+) {
+    for r in 0..<rows {
+        let x = input + r * channels, dy = outputGradient + r * channels
+        if let gammaGradient { for c in 0..<channels { gammaGradient[c] += dy[c] * (x[c] - mean[c]) * inverseStd[c] } }
+        if let betaGradient { for c in 0..<channels { betaGradient[c] += dy[c] } }
+        if let inputGradient {
+            let dx = inputGradient + r * channels
+            for c in 0..<channels { dx[c] += dy[c] * scale[c] }
+        }
+    }
+}
+
+// MARK: Activations
+
+/// Keras' ReLU layer: x >= threshold ? min(x, maxValue) : negativeSlope * (x - threshold).
+public struct ReLUParameters: Sendable, Equatable {
+    public var maxValue: Float?
+    public var negativeSlope: Float
+    public var threshold: Float
+    public init(maxValue: Float? = nil, negativeSlope: Float = 0, threshold: Float = 0) {
+        self.maxValue = maxValue
+        self.negativeSlope = negativeSlope
+        self.threshold = threshold
+    }
+}
+
+public func reluForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int, _ p: ReLUParameters) {
+    if p.negativeSlope == 0 && p.threshold == 0 {
+        if let cap = p.maxValue {
+            for i in 0..<count { output[i] = min(max(input[i], 0), cap) }
+        } else {
+            for i in 0..<count { output[i] = max(input[i], 0) }
+        }
+        return
+    }
+    let cap = p.maxValue ?? .infinity
+    for i in 0..<count {
+        let x = input[i]
+        output[i] = x >= p.threshold ? min(x, cap) : p.negativeSlope * (x - p.threshold)
+    }
+}
+
+/// Gradient 1 where threshold <= x < maxValue, negativeSlope below the threshold, 0 at the cap
+/// (TensorFlow's Relu6Grad passes gradient for 0 < x < 6 only).
+public func reluBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                         input: UnsafePointer<Float>, count: Int, _ p: ReLUParameters) {
+    let cap = p.maxValue ?? .infinity
+    if p.negativeSlope == 0 && p.threshold == 0 {
+        for i in 0..<count {
+            let x = input[i]
+            inputGradient[i] += (x > 0 && x < cap) ? outputGradient[i] : 0
+        }
+        return
+    }
+    for i in 0..<count {
+        let x = input[i]
+        let slope: Float = x >= p.threshold ? (x < cap ? 1 : 0) : p.negativeSlope
+        inputGradient[i] += slope * outputGradient[i]
+    }
+}
+
+public func sigmoidForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { output[i] = 1 / (1 + exp(-input[i])) }
+}
+
+public func sigmoidBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                            output: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { inputGradient[i] += outputGradient[i] * output[i] * (1 - output[i]) }
+}
+
+public func tanhForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { output[i] = tanh(input[i]) }
+}
+
+public func tanhBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                         output: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { inputGradient[i] += outputGradient[i] * (1 - output[i] * output[i]) }
+}
+
+/// Softmax over the last axis of (rows, classes), max-subtracted as TensorFlow does.
+public func softmaxForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows: Int, classes: Int) {
+    for r in 0..<rows {
+        let x = input + r * classes, y = output + r * classes
+        var largest = -Float.infinity
+        for c in 0..<classes { largest = max(largest, x[c]) }
+        var sum: Float = 0
+        for c in 0..<classes { y[c] = exp(x[c] - largest); sum += y[c] }
+        let inverse = 1 / sum
+        for c in 0..<classes { y[c] *= inverse }
+    }
+}
+
+/// dx += y * (dy - sum(dy * y)).
+public func softmaxBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                            output: UnsafePointer<Float>, rows: Int, classes: Int) {
+    for r in 0..<rows {
+        let y = output + r * classes, dy = outputGradient + r * classes, dx = inputGradient + r * classes
+        var dot: Float = 0
+        for c in 0..<classes { dot += dy[c] * y[c] }
+        for c in 0..<classes { dx[c] += y[c] * (dy[c] - dot) }
+    }
+}
+
+// MARK: Loss
+
+/// Mean categorical cross-entropy of softmax(logits) against integer labels, computed from the
+/// logits (log-sum-exp) as Keras does when the model ends in a softmax. Writes d(mean loss)/dlogits
+/// into `logitsGradient` when given, scaled by 1/`meanOver` (the full batch size), and the
+/// softmax into `probabilities`. Returns the summed (not mean) loss of these rows, in Double.
+@discardableResult
+public func softmaxCrossEntropy(
+    logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, rows: Int, classes: Int,
+    probabilities: UnsafeMutablePointer<Float>?, logitsGradient: UnsafeMutablePointer<Float>?, meanOver: Int
+) -> Double {
+    var total: Double = 0
+    let scale = 1 / Float(meanOver)
+    for r in 0..<rows {
+        let x = logits + r * classes
+        var largest = -Float.infinity
+        for c in 0..<classes { largest = max(largest, x[c]) }
+        var sum: Float = 0
+        for c in 0..<classes { sum += exp(x[c] - largest) }
+        let logSum = log(sum) + largest
+        let label = Int(labels[r])
+        total += Double(logSum - x[label])
+        if probabilities != nil || logitsGradient != nil {
+            for c in 0..<classes {
+                let p = exp(x[c] - logSum)
+                probabilities?[r * classes + c] = p
+                logitsGradient?[r * classes + c] = (p - (c == label ? 1 : 0)) * scale
+            }
+        }
+    }
+    return total
+}
+
+// MARK: Padding and pooling
+
+/// Zero padding of (batch, h, w, c) by (top, bottom, left, right).
+public func zeroPadForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int, height: Int,
+                           width: Int, channels: Int, top: Int, bottom: Int, left: Int, right: Int) {
+    let outHeight = height + top + bottom, outWidth = width + left + right
+    output.update(repeating: 0, count: batch * outHeight * outWidth * channels)
+    for n in 0..<batch {
+        for h in 0..<height {
+            let source = input + ((n * height + h) * width) * channels
+            let destination = output + ((n * outHeight + h + top) * outWidth + left) * channels
+            destination.update(from: source, count: width * channels)
+        }
+    }
+}
+
+public func zeroPadBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int,
+                            height: Int, width: Int, channels: Int, top: Int, bottom: Int, left: Int, right: Int) {
+    let outHeight = height + top + bottom, outWidth = width + left + right
+    for n in 0..<batch {
+        for h in 0..<height {
+            let destination = inputGradient + ((n * height + h) * width) * channels
+            let source = outputGradient + ((n * outHeight + h + top) * outWidth + left) * channels
+            for i in 0..<(width * channels) { destination[i] += source[i] }
+        }
+    }
+}
+
+/// Max pooling; padding cells are -infinity (never chosen), as in TensorFlow.
+public func maxPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
+                           geometry g: WindowGeometry, channels: Int) {
+    for n in 0..<batch {
+        let image = input + n * g.inputHeight * g.inputWidth * channels
+        for oh in 0..<g.outputHeight {
+            for ow in 0..<g.outputWidth {
+                let y = output + ((n * g.outputHeight + oh) * g.outputWidth + ow) * channels
+                y.update(repeating: -.infinity, count: channels)
+                for i in 0..<g.kernelHeight {
+                    let ih = oh * g.strideHeight - g.padTop + i
+                    if ih < 0 || ih >= g.inputHeight { continue }
+                    for j in 0..<g.kernelWidth {
+                        let iw = ow * g.strideWidth - g.padLeft + j
+                        if iw < 0 || iw >= g.inputWidth { continue }
+                        let x = image + (ih * g.inputWidth + iw) * channels
+                        for c in 0..<channels { y[c] = max(y[c], x[c]) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The gradient goes to the first maximal input of each window (TensorFlow's MaxPoolGrad).
+public func maxPoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                            input: UnsafePointer<Float>, output: UnsafePointer<Float>, batch: Int,
+                            geometry g: WindowGeometry, channels: Int) {
+    for n in 0..<batch {
+        let image = input + n * g.inputHeight * g.inputWidth * channels
+        let imageGradient = inputGradient + n * g.inputHeight * g.inputWidth * channels
+        for oh in 0..<g.outputHeight {
+            for ow in 0..<g.outputWidth {
+                let index = ((n * g.outputHeight + oh) * g.outputWidth + ow) * channels
+                for c in 0..<channels {
+                    let target = output[index + c]
+                    var found = false
+                    for i in 0..<g.kernelHeight where !found {
+                        let ih = oh * g.strideHeight - g.padTop + i
+                        if ih < 0 || ih >= g.inputHeight { continue }
+                        for j in 0..<g.kernelWidth {
+                            let iw = ow * g.strideWidth - g.padLeft + j
+                            if iw < 0 || iw >= g.inputWidth { continue }
+                            let offset = (ih * g.inputWidth + iw) * channels + c
+                            if image[offset] == target {
+                                imageGradient[offset] += outputGradient[index + c]
+                                found = true
+                                break
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Average pooling; with `same` padding the divisor counts only cells inside the input
+/// (TensorFlow's behaviour).
+public func averagePoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
+                               geometry g: WindowGeometry, channels: Int) {
+    for n in 0..<batch {
+        let image = input + n * g.inputHeight * g.inputWidth * channels
+        for oh in 0..<g.outputHeight {
+            for ow in 0..<g.outputWidth {
+                let y = output + ((n * g.outputHeight + oh) * g.outputWidth + ow) * channels
+                y.update(repeating: 0, count: channels)
+                let (h0, h1, w0, w1) = window(g, oh, ow)
+                for ih in h0..<h1 {
+                    for iw in w0..<w1 {
+                        let x = image + (ih * g.inputWidth + iw) * channels
+                        for c in 0..<channels { y[c] += x[c] }
+                    }
+                }
+                let inverse = 1 / Float((h1 - h0) * (w1 - w0))
+                for c in 0..<channels { y[c] *= inverse }
+            }
+        }
+    }
+}
+
+public func averagePoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                                batch: Int, geometry g: WindowGeometry, channels: Int) {
+    for n in 0..<batch {
+        let imageGradient = inputGradient + n * g.inputHeight * g.inputWidth * channels
+        for oh in 0..<g.outputHeight {
+            for ow in 0..<g.outputWidth {
+                let dy = outputGradient + ((n * g.outputHeight + oh) * g.outputWidth + ow) * channels
+                let (h0, h1, w0, w1) = window(g, oh, ow)
+                let inverse = 1 / Float((h1 - h0) * (w1 - w0))
+                for ih in h0..<h1 {
+                    for iw in w0..<w1 {
+                        let dx = imageGradient + (ih * g.inputWidth + iw) * channels
+                        for c in 0..<channels { dx[c] += dy[c] * inverse }
+                    }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func window(_ g: WindowGeometry, _ oh: Int, _ ow: Int) -> (Int, Int, Int, Int) {
+    let h0 = oh * g.strideHeight - g.padTop, w0 = ow * g.strideWidth - g.padLeft
+    return (max(h0, 0), min(h0 + g.kernelHeight, g.inputHeight), max(w0, 0), min(w0 + g.kernelWidth, g.inputWidth))
+}
+
+/// Mean over the spatial positions: (batch, positions, channels) -> (batch, channels).
+public func globalAveragePoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
+                                     positions: Int, channels: Int) {
+    let inverse = 1 / Float(positions)
+    for n in 0..<batch {
+        let y = output + n * channels
+        y.update(repeating: 0, count: channels)
+        for p in 0..<positions {
+            let x = input + (n * positions + p) * channels
+            for c in 0..<channels { y[c] += x[c] }
+        }
+        for c in 0..<channels { y[c] *= inverse }
+    }
+}
+
+public func globalAveragePoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                                      batch: Int, positions: Int, channels: Int) {
+    let inverse = 1 / Float(positions)
+    for n in 0..<batch {
+        let dy = outputGradient + n * channels
+        for p in 0..<positions {
+            let dx = inputGradient + (n * positions + p) * channels
+            for c in 0..<channels { dx[c] += dy[c] * inverse }
+        }
+    }
+}
+
+public func globalMaxPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
+                                 positions: Int, channels: Int) {
+    for n in 0..<batch {
+        let y = output + n * channels
+        y.update(repeating: -.infinity, count: channels)
+        for p in 0..<positions {
+            let x = input + (n * positions + p) * channels
+            for c in 0..<channels { y[c] = max(y[c], x[c]) }
+        }
+    }
+}
+
+public func globalMaxPoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                                  input: UnsafePointer<Float>, output: UnsafePointer<Float>, batch: Int,
+                                  positions: Int, channels: Int) {
+    for n in 0..<batch {
+        for c in 0..<channels {
+            let target = output[n * channels + c]
+            for p in 0..<positions where input[(n * positions + p) * channels + c] == target {
+                inputGradient[(n * positions + p) * channels + c] += outputGradient[n * channels + c]
+                break
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+/// Runs the built `gmtool` binary as a user would and captures what it prints.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+enum Paths {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static func fixture(_ name: String) -> String { repository.appendingPathComponent("fixtures/\(name)").path }
+    /// The gmtool executable next to this test bundle (the test target depends on it, so it is built).
+    static var binary: URL {
+        var url = Bundle.main.bundleURL
+        if url.pathExtension == "xctest" { url = url.deletingLastPathComponent() }
+        let candidate = url.appendingPathComponent("gmtool")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        // swift-testing's runner: the bundle sits in the products folder too.
+        for bundle in Bundle.allBundles where bundle.bundleURL.pathExtension == "xctest" {
+            return bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("gmtool")
+        }
+        return candidate
+    }
+}
+
+func gmtool(_ arguments: [String], in directory: URL? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = Paths.binary
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes to the end before waiting, so a large output cannot block the child.
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
+
+@Suite struct StatsCommandTests {
+    @Test func tableShowsPerWeightRowsAndTotals() throws {
+        let result = try gmtool(["stats", Paths.fixture("seqcnn_k2.h5")])
+        #expect(result.status == 0)
+        #expect(result.stderr.isEmpty)
+        #expect(result.stdout.contains("total parameters:        9,962"))
+        #expect(result.stdout.contains("trainable parameters:    9,946"))
+        #expect(result.stdout.contains("non-trainable:           16"))
+        let header = result.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        for column in ["layer", "type", "weight", "shape", "params", "nonzero", "sparsity", "bytes"] {
+            #expect(header.contains(column))
+        }
+        #expect(result.stdout.contains("c1/kernel"))
+    }
+
+    @Test func jsonHasTheDocumentedKeys() throws {
+        let result = try gmtool(["stats", Paths.fixture("mobilenet_k2.h5"), "--json"])
+        #expect(result.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["total_parameters"] as? Int == 221_114)
+        #expect(object["trainable_parameters"] as? Int == 215_642)
+        #expect(object["non_trainable_parameters"] as? Int == 5_472)
+        #expect((object["prunable_parameters"] as? Int ?? 0) > 200_000)
+        #expect(object["nonzero_parameters"] as? Int != nil)
+        #expect(object["sparsity"] as? Double != nil)
+        let layers = try #require(object["layers"] as? [[String: Any]])
+        #expect(layers.count == 137)
+        #expect(layers.first?["layer"] as? String == "conv1")
+    }
+
+    @Test func weightsOnlyFilesTakeTheirArchitectureFromConfig() throws {
+        let result = try gmtool(["stats", Paths.fixture("rescnn_k3.weights.h5"), "--config", Paths.fixture("rescnn_k2.json"), "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("\"total_parameters\" : 1618"))
+        let without = try gmtool(["stats", Paths.fixture("rescnn_k3.weights.h5")])
+        #expect(without.status == 1)
+        #expect(without.stderr.contains("--config"))
+    }
+
+    @Test func helpListsTheCommands() throws {
+        let result = try gmtool(["--help"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("stats"))
+    }
+}
+
+@Suite struct BadInputTests {
+    /// Every bad input: exit status 1, nothing on stdout, exactly one line on stderr naming the file.
+    func expectOneLineError(_ arguments: [String], mentioning fragments: [String]) throws {
+        let result = try gmtool(arguments)
+        #expect(result.status == 1, "\(arguments): status \(result.status)")
+        #expect(result.stdout.isEmpty)
+        let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+        #expect(lines.count == 1, "stderr was: \(result.stderr)")
+        for fragment in fragments { #expect(result.stderr.contains(fragment), "stderr \(result.stderr) lacks \(fragment)") }
+    }
+
+    @Test func missingFile() throws {
+        try expectOneLineError(["stats", "/nonexistent/model.h5"], mentioning: ["/nonexistent/model.h5", "no such file"])
+    }
+
+    @Test func directory() throws {
+        try expectOneLineError(["stats", Paths.fixture("bad")], mentioning: ["bad", "directory"])
+    }
+
+    @Test(arguments: [
+        ("empty.h5", "is empty"),
+        ("truncated.h5", "truncated"),
+        ("not_keras.h5", "not a Keras checkpoint"),
+        ("missing_group.h5", "no group"),
+        ("shape_mismatch.h5", "disagrees with the config"),
+        ("int_weights.h5", "floating point"),
+    ])
+    func badFixture(name: String, problem: String) throws {
+        try expectOneLineError(["stats", Paths.fixture("bad/\(name)")], mentioning: [name, problem])
+    }
+}

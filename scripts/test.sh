@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: Swift unit, golden and CLI tests, then the Python interop tests that check
+# gmtool's output files with real Keras. Installs what it needs first (scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --python
+
+swift build --build-tests
+interop_dir=$(mktemp -d)
+trap 'rm -rf "$interop_dir"' EXIT
+# The Swift tests write their round-trip outputs here for the Keras interop tests to load.
+GMTOOL_INTEROP_OUT="$interop_dir" swift test --skip-build 2>&1 | tee "$interop_dir/swift-test.log"
+GMTOOL_INTEROP_OUT="$interop_dir" GMTOOL_BIN="$(swift build --show-bin-path)/gmtool" \
+  .venv/bin/python -m pytest -q Tests/interop
