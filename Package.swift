@@ -33,18 +33,25 @@ let package = Package(
         .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib"]),
         // Forward/backward kernels over raw Float buffers (NHWC), BLAS for the GEMMs.
         .target(name: "NeuralKernels", dependencies: ["CBLAS"]),
+        // The Keras model as a graph of kernels: forward, backward, evaluation, gradients.
+        .target(name: "Network", dependencies: ["KerasCheckpoint", "NeuralKernels"]),
+        // CIFAR-10 binary batches streamed as scaled NHWC floats.
+        .target(name: "CIFAR", dependencies: ["Network"]),
         // The command-line tool.
         .executableTarget(
             name: "gmtool",
             dependencies: [
                 "HDF5",
                 "KerasCheckpoint",
+                "Network",
+                "CIFAR",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool"]),
     ]
 )

@@ -1,0 +1,345 @@
+import KerasCheckpoint
+import NeuralKernels
+
+/// A weight tensor the network computes with: values from the checkpoint, held in one stable
+/// allocation so kernels can take raw pointers.
+public final class Parameter {
+    public let weight: CheckpointWeight
+    /// The values, `weight.elementCount` floats.
+    public let values: UnsafeMutableBufferPointer<Float>
+    /// Index into a workspace's gradient buffers, for trainable parameters; nil otherwise.
+    var gradientSlot: Int?
+
+    init(weight: CheckpointWeight, values: [Float]) {
+        self.weight = weight
+        self.values = .allocate(capacity: values.count)
+        _ = self.values.initialize(from: values)
+    }
+
+    deinit { values.deallocate() }
+
+    var pointer: UnsafeMutablePointer<Float> { values.baseAddress! }
+}
+
+/// What one operation sees during a pass: its inputs' activations, its output, and for the
+/// backward pass the gradient buffers. Pointers are into the worker's workspace.
+struct PassContext {
+    var batch: Int
+    var inputs: [UnsafeMutablePointer<Float>]
+    var output: UnsafeMutablePointer<Float>
+    /// Gradients of the inputs (added into); nil for inputs that need none (the image).
+    var inputGradients: [UnsafeMutablePointer<Float>?]
+    var outputGradient: UnsafeMutablePointer<Float>
+    var scratch: UnsafeMutablePointer<Float>?
+    var workspace: Workspace
+}
+
+/// One node's computation. Shapes are per sample (no batch axis), NHWC.
+protocol Operation: AnyObject {
+    /// Weights read by this operation.
+    var parameters: [Parameter] { get }
+    /// Floats of scratch per sample the forward/backward need.
+    var scratchPerSample: Int { get }
+    func forward(_ context: PassContext)
+    func backward(_ context: PassContext)
+    /// Recomputes anything derived from the parameters (BatchNorm's folded scale and shift).
+    func parametersChanged()
+}
+
+extension Operation {
+    var scratchPerSample: Int { 0 }
+    func parametersChanged() {}
+    var parameters: [Parameter] { [] }
+}
+
+// MARK: - Operations
+
+/// The model input: the workspace fills its buffer with images.
+final class InputOperation: Operation {
+    func forward(_ context: PassContext) {}
+    func backward(_ context: PassContext) {}
+}
+
+/// Conv2D, the pointwise half of SeparableConv2D, and Dense (a 1x1 convolution over rows).
+final class ConvolutionOperation: Operation {
+    let kernel: Parameter
+    let bias: Parameter?
+    let geometry: WindowGeometry
+    let inputChannels: Int
+    let outputChannels: Int
+    /// Rows per sample for Dense on inputs of rank > 1 (it applies to the last axis).
+    let rowsPerSample: Int
+
+    init(kernel: Parameter, bias: Parameter?, geometry: WindowGeometry, inputChannels: Int, outputChannels: Int,
+         rowsPerSample: Int = 1) {
+        self.kernel = kernel
+        self.bias = bias
+        self.geometry = geometry
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.rowsPerSample = rowsPerSample
+    }
+
+    var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
+    var scratchPerSample: Int { conv2dScratchCount(geometry, inputChannels: inputChannels, batch: 1) * rowsPerSample }
+
+    func forward(_ c: PassContext) {
+        conv2dForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
+                      scratch: c.scratch, batch: c.batch * rowsPerSample, geometry: geometry,
+                      inputChannels: inputChannels, outputChannels: outputChannels)
+    }
+
+    func backward(_ c: PassContext) {
+        conv2dBackward(inputGradient: c.inputGradients[0], kernelGradient: c.workspace.gradient(kernel),
+                       biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
+                       input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch, refillScratch: false,
+                       batch: c.batch * rowsPerSample, geometry: geometry, inputChannels: inputChannels,
+                       outputChannels: outputChannels)
+    }
+}
+
+/// DepthwiseConv2D and the depthwise half of SeparableConv2D.
+final class DepthwiseOperation: Operation {
+    let kernel: Parameter
+    let bias: Parameter?
+    let geometry: WindowGeometry
+    let channels: Int
+    let multiplier: Int
+
+    init(kernel: Parameter, bias: Parameter?, geometry: WindowGeometry, channels: Int, multiplier: Int) {
+        self.kernel = kernel
+        self.bias = bias
+        self.geometry = geometry
+        self.channels = channels
+        self.multiplier = multiplier
+    }
+
+    var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
+
+    func forward(_ c: PassContext) {
+        depthwiseForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
+                         batch: c.batch, geometry: geometry, channels: channels, multiplier: multiplier)
+    }
+
+    func backward(_ c: PassContext) {
+        depthwiseBackward(inputGradient: c.inputGradients[0], kernelGradient: c.workspace.gradient(kernel),
+                          biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
+                          input: c.inputs[0], kernel: kernel.pointer, batch: c.batch, geometry: geometry,
+                          channels: channels, multiplier: multiplier)
+    }
+}
+
+/// BatchNormalization in inference mode (moving statistics), folded to a per-channel affine map.
+final class BatchNormOperation: Operation {
+    let gamma: Parameter?, beta: Parameter?, movingMean: Parameter, movingVariance: Parameter
+    let epsilon: Float
+    let channels: Int
+    /// Rows per sample: every position of the feature map.
+    let positions: Int
+    private var scale: [Float], shift: [Float], inverseStd: [Float]
+
+    init(gamma: Parameter?, beta: Parameter?, movingMean: Parameter, movingVariance: Parameter, epsilon: Float,
+         channels: Int, positions: Int) {
+        self.gamma = gamma
+        self.beta = beta
+        self.movingMean = movingMean
+        self.movingVariance = movingVariance
+        self.epsilon = epsilon
+        self.channels = channels
+        self.positions = positions
+        scale = [Float](repeating: 0, count: channels)
+        shift = scale
+        inverseStd = scale
+        parametersChanged()
+    }
+
+    var parameters: [Parameter] { [gamma, beta].compactMap { $0 } + [movingMean, movingVariance] }
+
+    func parametersChanged() {
+        for c in 0..<channels {
+            // TensorFlow's fused batch norm computes rsqrt(var + eps) * gamma in float32.
+            let inv = 1 / (movingVariance.values[c] + epsilon).squareRoot()
+            inverseStd[c] = inv
+            scale[c] = inv * (gamma?.values[c] ?? 1)
+            shift[c] = (beta?.values[c] ?? 0) - movingMean.values[c] * scale[c]
+        }
+    }
+
+    func forward(_ c: PassContext) {
+        channelAffineForward(output: c.output, input: c.inputs[0], scale: scale, shift: shift,
+                             rows: c.batch * positions, channels: channels)
+    }
+
+    func backward(_ c: PassContext) {
+        batchNormInferenceBackward(
+            inputGradient: c.inputGradients[0], gammaGradient: gamma.map { c.workspace.gradient($0) },
+            betaGradient: beta.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient, input: c.inputs[0],
+            scale: scale, mean: movingMean.pointer, inverseStd: inverseStd, rows: c.batch * positions, channels: channels)
+    }
+}
+
+/// Elementwise activations and softmax over the last axis.
+final class ActivationOperation: Operation {
+    enum Kind: Equatable {
+        case linear, relu(ReLUParameters), sigmoid, tanh, softmax
+    }
+    let kind: Kind
+    let count: Int
+    let lastAxis: Int
+
+    init(kind: Kind, count: Int, lastAxis: Int) {
+        self.kind = kind
+        self.count = count
+        self.lastAxis = lastAxis
+    }
+
+    func forward(_ c: PassContext) {
+        let n = c.batch * count
+        switch kind {
+        case .linear: c.output.update(from: c.inputs[0], count: n)
+        case .relu(let p): reluForward(output: c.output, input: c.inputs[0], count: n, p)
+        case .sigmoid: sigmoidForward(output: c.output, input: c.inputs[0], count: n)
+        case .tanh: tanhForward(output: c.output, input: c.inputs[0], count: n)
+        case .softmax: softmaxForward(output: c.output, input: c.inputs[0], rows: n / lastAxis, classes: lastAxis)
+        }
+    }
+
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        let n = c.batch * count
+        switch kind {
+        case .linear: for i in 0..<n { dx[i] += c.outputGradient[i] }
+        case .relu(let p): reluBackward(inputGradient: dx, outputGradient: c.outputGradient, input: c.inputs[0], count: n, p)
+        case .sigmoid: sigmoidBackward(inputGradient: dx, outputGradient: c.outputGradient, output: c.output, count: n)
+        case .tanh: tanhBackward(inputGradient: dx, outputGradient: c.outputGradient, output: c.output, count: n)
+        case .softmax:
+            softmaxBackward(inputGradient: dx, outputGradient: c.outputGradient, output: c.output, rows: n / lastAxis, classes: lastAxis)
+        }
+    }
+}
+
+final class ZeroPadOperation: Operation {
+    let height: Int, width: Int, channels: Int, top: Int, bottom: Int, left: Int, right: Int
+    init(height: Int, width: Int, channels: Int, top: Int, bottom: Int, left: Int, right: Int) {
+        (self.height, self.width, self.channels, self.top, self.bottom, self.left, self.right) =
+            (height, width, channels, top, bottom, left, right)
+    }
+    func forward(_ c: PassContext) {
+        zeroPadForward(output: c.output, input: c.inputs[0], batch: c.batch, height: height, width: width,
+                       channels: channels, top: top, bottom: bottom, left: left, right: right)
+    }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        zeroPadBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, height: height, width: width,
+                        channels: channels, top: top, bottom: bottom, left: left, right: right)
+    }
+}
+
+final class PoolOperation: Operation {
+    let isMax: Bool
+    let geometry: WindowGeometry
+    let channels: Int
+    init(isMax: Bool, geometry: WindowGeometry, channels: Int) {
+        self.isMax = isMax
+        self.geometry = geometry
+        self.channels = channels
+    }
+    func forward(_ c: PassContext) {
+        if isMax { maxPoolForward(output: c.output, input: c.inputs[0], batch: c.batch, geometry: geometry, channels: channels) }
+        else { averagePoolForward(output: c.output, input: c.inputs[0], batch: c.batch, geometry: geometry, channels: channels) }
+    }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        if isMax {
+            maxPoolBackward(inputGradient: dx, outputGradient: c.outputGradient, input: c.inputs[0], output: c.output,
+                            batch: c.batch, geometry: geometry, channels: channels)
+        } else {
+            averagePoolBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, geometry: geometry,
+                                channels: channels)
+        }
+    }
+}
+
+final class GlobalPoolOperation: Operation {
+    let isMax: Bool
+    let positions: Int, channels: Int
+    init(isMax: Bool, positions: Int, channels: Int) {
+        self.isMax = isMax
+        self.positions = positions
+        self.channels = channels
+    }
+    func forward(_ c: PassContext) {
+        if isMax { globalMaxPoolForward(output: c.output, input: c.inputs[0], batch: c.batch, positions: positions, channels: channels) }
+        else { globalAveragePoolForward(output: c.output, input: c.inputs[0], batch: c.batch, positions: positions, channels: channels) }
+    }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        if isMax {
+            globalMaxPoolBackward(inputGradient: dx, outputGradient: c.outputGradient, input: c.inputs[0], output: c.output,
+                                  batch: c.batch, positions: positions, channels: channels)
+        } else {
+            globalAveragePoolBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch,
+                                      positions: positions, channels: channels)
+        }
+    }
+}
+
+/// Flatten, Reshape and Dropout (identity at inference): the data is unchanged, only the shape.
+final class CopyOperation: Operation {
+    let count: Int
+    init(count: Int) { self.count = count }
+    func forward(_ c: PassContext) { c.output.update(from: c.inputs[0], count: c.batch * count) }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        for i in 0..<(c.batch * count) { dx[i] += c.outputGradient[i] }
+    }
+}
+
+final class AddOperation: Operation {
+    let count: Int
+    init(count: Int) { self.count = count }
+    func forward(_ c: PassContext) {
+        let n = c.batch * count
+        c.output.update(from: c.inputs[0], count: n)
+        for input in c.inputs.dropFirst() { for i in 0..<n { c.output[i] += input[i] } }
+    }
+    func backward(_ c: PassContext) {
+        let n = c.batch * count
+        for case let dx? in c.inputGradients { for i in 0..<n { dx[i] += c.outputGradient[i] } }
+    }
+}
+
+/// Concatenate along the last axis.
+final class ConcatenateOperation: Operation {
+    /// Last-axis width of each input, and the number of rows per sample.
+    let widths: [Int]
+    let rowsPerSample: Int
+    init(widths: [Int], rowsPerSample: Int) {
+        self.widths = widths
+        self.rowsPerSample = rowsPerSample
+    }
+    func forward(_ c: PassContext) {
+        let total = widths.reduce(0, +)
+        for row in 0..<(c.batch * rowsPerSample) {
+            var offset = 0
+            for (input, width) in zip(c.inputs, widths) {
+                (c.output + row * total + offset).update(from: input + row * width, count: width)
+                offset += width
+            }
+        }
+    }
+    func backward(_ c: PassContext) {
+        let total = widths.reduce(0, +)
+        for row in 0..<(c.batch * rowsPerSample) {
+            var offset = 0
+            for (dx, width) in zip(c.inputGradients, widths) {
+                if let dx {
+                    let source = c.outputGradient + row * total + offset
+                    let destination = dx + row * width
+                    for i in 0..<width { destination[i] += source[i] }
+                }
+                offset += width
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import KerasCheckpoint
+
+/// Labelled images delivered in batches: NHWC floats already scaled for the model, labels as
+/// Int32. Sources stream from disk so memory stays flat in the number of images.
+public protocol ImageBatchSource {
+    /// Number of images the source will deliver.
+    var count: Int { get }
+    /// Calls `body(images, labels, n)` for consecutive batches of at most `size` images.
+    func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws
+}
+
+/// What `gmtool eval` reports.
+public struct EvaluationReport: Codable, Sendable {
+    public var images: Int
+    public var top1Accuracy: Double
+    public var top5Accuracy: Double
+    public var meanLoss: Double
+    public var seconds: Double
+    public var imagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case images, top1Accuracy = "top1_accuracy", top5Accuracy = "top5_accuracy", meanLoss = "mean_loss"
+        case seconds, imagesPerSecond = "images_per_second"
+    }
+}
+
+/// The gradient of the mean loss over a set of images, per trainable weight.
+public struct GradientReport {
+    public var images: Int
+    public var meanLoss: Double
+    public var top1Accuracy: Double
+    public var seconds: Double
+    /// In checkpoint order.
+    public var gradients: [(weight: CheckpointWeight, values: [Float])]
+}
+
+extension Network {
+    /// Top-1/top-5 accuracy and mean loss over every image of `source`. `progress(done)` is
+    /// called after each batch.
+    public func evaluate(_ source: ImageBatchSource, batchSize: Int = 100,
+                         progress: (Int) -> Void = { _ in }) throws -> EvaluationReport {
+        try checkClasses(source)
+        let start = Date()
+        var totals = PassTotals()
+        try source.forEachBatch(size: batchSize) { images, labels, n in
+            totals = totals + pass(images: images, labels: labels, count: n, accumulateGradients: false)
+            progress(totals.images)
+        }
+        let seconds = Date().timeIntervalSince(start)
+        return EvaluationReport(images: totals.images, top1Accuracy: totals.top1Accuracy, top5Accuracy: totals.top5Accuracy,
+                                meanLoss: totals.meanLoss, seconds: seconds,
+                                imagesPerSecond: seconds > 0 ? Double(totals.images) / seconds : 0)
+    }
+
+    /// dC/dw for every trainable weight, C the mean categorical cross-entropy over all images of
+    /// `source` (BatchNorm in inference mode, dropout off).
+    public func gradients(_ source: ImageBatchSource, batchSize: Int = 100,
+                          progress: (Int) -> Void = { _ in }) throws -> GradientReport {
+        try checkClasses(source)
+        let start = Date()
+        _ = takeGradients(imageCount: 1)  // start from zero
+        var totals = PassTotals()
+        try source.forEachBatch(size: batchSize) { images, labels, n in
+            totals = totals + pass(images: images, labels: labels, count: n, accumulateGradients: true)
+            progress(totals.images)
+        }
+        let gradients = takeGradients(imageCount: totals.images).map { ($0.parameter.weight, $0.gradient) }
+        return GradientReport(images: totals.images, meanLoss: totals.meanLoss, top1Accuracy: totals.top1Accuracy,
+                              seconds: Date().timeIntervalSince(start), gradients: gradients)
+    }
+
+    private func checkClasses(_ source: ImageBatchSource) throws {
+        guard source.count > 0 else { throw CheckpointError(file: checkpoint.path, problem: "no images to run on") }
+    }
+}

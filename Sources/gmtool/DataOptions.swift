@@ -1,0 +1,105 @@
+import ArgumentParser
+import CIFAR
+import Foundation
+import Network
+
+/// The data flags shared by every command that reads images (eval, grad, prune, train).
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, parsing: .upToNextOption,
+            help: "CIFAR-10 binary data: .bin files, or a folder holding the split's files.")
+    var data: [String] = []
+
+    @Option(name: .long, help: "Split to read from a folder: test (test_batch), validation (data_batch_5) or train (data_batch_1-4).")
+    var split: CIFARDataset.Split = .test
+
+    @Option(name: .long, help: "Use only the first N images.")
+    var limit: Int?
+
+    @Option(name: .long, help: "Input scaling: unit (x/255), symmetric (x/127.5-1), raw (0..255) or meanstd (with --mean/--std).")
+    var scale: ScaleName = .unit
+
+    @Option(name: .long, help: "Per-channel means on the 0-1 scale for --scale meanstd, e.g. 0.4914,0.4822,0.4465.")
+    var mean: String?
+
+    @Option(name: .long, help: "Per-channel standard deviations on the 0-1 scale for --scale meanstd.")
+    var std: String?
+
+    @Option(name: .long, help: "Images per batch.")
+    var batchSize: Int = 100
+
+    enum ScaleName: String, ExpressibleByArgument, CaseIterable { case unit, symmetric, raw, meanstd }
+
+    func validate() throws {
+        if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+        if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
+        if scale == .meanstd && (mean == nil || std == nil) { throw ValidationError("--scale meanstd needs --mean and --std") }
+        if scale != .meanstd && (mean != nil || std != nil) { throw ValidationError("--mean/--std only apply with --scale meanstd") }
+    }
+
+    var scaling: InputScaling {
+        get throws {
+            switch scale {
+            case .unit: return .unit
+            case .symmetric: return .symmetric
+            case .raw: return .raw
+            case .meanstd:
+                func parse(_ text: String?, _ flag: String) throws -> [Float] {
+                    let values = (text ?? "").split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+                    guard values.count == 3 || values.count == 1 else { throw ValidationError("\(flag) takes 1 or 3 comma-separated numbers") }
+                    return values
+                }
+                let std = try parse(self.std, "--std")
+                guard std.allSatisfy({ $0 > 0 }) else { throw ValidationError("--std values must be positive") }
+                return .meanStd(mean: try parse(mean, "--mean"), std: std)
+            }
+        }
+    }
+
+    /// Opens the data, `defaultFolder` when no --data was given.
+    func dataset(defaultFolder: String? = nil) throws -> CIFARDataset {
+        var paths = data
+        if paths.isEmpty {
+            guard let defaultFolder else { throw ValidationError("--data is required") }
+            paths = [defaultFolder]
+        }
+        return try CIFARDataset(paths: paths, split: split, limit: limit, scaling: try scaling)
+    }
+
+    /// Checks that the network takes CIFAR-10 images and predicts 10 classes.
+    func check(_ network: Network, _ dataset: CIFARDataset) throws {
+        let expected = [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels]
+        guard network.inputShape == expected else {
+            throw CommandError("\(network.checkpoint.path): the model takes \(network.inputShape) inputs, the data holds 32x32x3 images")
+        }
+        guard network.classCount == CIFARDataset.classes else {
+            throw CommandError("\(network.checkpoint.path): the model predicts \(network.classCount) classes, CIFAR-10 has 10")
+        }
+    }
+}
+
+extension CIFARDataset.Split: ExpressibleByArgument {}
+extension DataError: UserFacingError {}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+final class ProgressBar {
+    let total: Int
+    let label: String
+    let enabled: Bool
+    private var lastDrawn = Date.distantPast
+
+    init(total: Int, label: String, quiet: Bool) {
+        self.total = total
+        self.label = label
+        enabled = !quiet && isatty(STDERR_FILENO) == 1
+    }
+
+    func update(_ done: Int) {
+        guard enabled, Date().timeIntervalSince(lastDrawn) > 0.1 || done == total else { return }
+        lastDrawn = Date()
+        let width = 30
+        let filled = total == 0 ? width : width * done / total
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(done)/\(total)".utf8))
+        if done == total { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import CIFAR
+import Foundation
+import KerasCheckpoint
+import Network
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate top-1/top-5 accuracy and mean loss on CIFAR-10.",
+        discussion: """
+            Runs the network gmtool builds from the checkpoint's model_config (BatchNorm in \
+            inference mode, dropout off) over the images, in batches, on every core.
+            """
+    )
+
+    @OptionGroup var checkpoint: CheckpointOptions
+    @OptionGroup var dataOptions: DataOptions
+
+    @Flag(name: .long, help: "Print JSON instead of text.")
+    var json = false
+
+    @Flag(name: .long, help: "No progress bar.")
+    var quiet = false
+
+    func run() throws {
+        let model = try checkpoint.open()
+        let dataset = try dataOptions.dataset()
+        let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels])
+        try dataOptions.check(network, dataset)
+        let bar = ProgressBar(total: dataset.count, label: "eval", quiet: quiet || json)
+        let report = try network.evaluate(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
+        let statistics = try model.statistics()
+        if json {
+            try printJSON(EvalOutput(report: report, scaling: dataset.scaling.description, data: dataset.files.map(\.path),
+                                     totalParameters: statistics.totalParameters, nonzeroParameters: statistics.nonzeroParameters,
+                                     sparsity: statistics.sparsity))
+            return
+        }
+        print("model:       \(model.path)")
+        print("data:        \(dataset.files.map { "\($0.path) (\($0.records))" }.joined(separator: ", "))")
+        print("scaling:     \(dataset.scaling)")
+        print("images:      \(grouped(report.images))")
+        print("top-1:       \(percent(report.top1Accuracy))")
+        print("top-5:       \(percent(report.top5Accuracy))")
+        print("mean loss:   \(String(format: "%.4f", report.meanLoss))")
+        print("speed:       \(String(format: "%.0f", report.imagesPerSecond)) images/s (\(String(format: "%.2f", report.seconds)) s)")
+        print("parameters:  \(grouped(statistics.totalParameters)) total, \(grouped(statistics.nonzeroParameters)) non-zero (\(percent(statistics.sparsity)) sparse)")
+    }
+}
+
+struct EvalOutput: Encodable {
+    var report: EvaluationReport
+    var scaling: String
+    var data: [String]
+    var totalParameters: Int
+    var nonzeroParameters: Int
+    var sparsity: Double
+
+    enum CodingKeys: String, CodingKey {
+        case scaling, data, totalParameters = "total_parameters", nonzeroParameters = "nonzero_parameters", sparsity
+    }
+
+    func encode(to encoder: Encoder) throws {
+        try report.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(scaling, forKey: .scaling)
+        try container.encode(data, forKey: .data)
+        try container.encode(totalParameters, forKey: .totalParameters)
+        try container.encode(nonzeroParameters, forKey: .nonzeroParameters)
+        try container.encode(sparsity, forKey: .sparsity)
+    }
+}
