@@ -27,11 +27,15 @@ struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "Images per batch.")
     var batchSize: Int = 100
 
+    @Option(name: .long, help: "Worker threads (default: one per core).")
+    var threads: Int?
+
     enum ScaleName: String, ExpressibleByArgument, CaseIterable { case unit, symmetric, raw, meanstd }
 
     func validate() throws {
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
         if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
+        if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
         if scale == .meanstd && (mean == nil || std == nil) { throw ValidationError("--scale meanstd needs --mean and --std") }
         if scale != .meanstd && (mean != nil || std != nil) { throw ValidationError("--mean/--std only apply with --scale meanstd") }
     }

@@ -1,0 +1,58 @@
+import Foundation
+import HDF5
+
+/// A file of dC/dw written by `gmtool grad`: one float32 dataset per trainable weight, at the
+/// same HDF5 path the weight has in its checkpoint, and root attributes saying how it was made
+/// (`images`, `loss`, data, scaling, model). Any HDF5 reader can inspect it.
+public enum GradientFile {
+    /// Writes atomically. `attributes` values are strings or numbers.
+    public static func write(to path: String, gradients: [(weight: CheckpointWeight, values: [Float])],
+                             textAttributes: [String: String], numberAttributes: [String: Double]) throws {
+        try writeAtomically(to: path) { temporary in
+            do {
+                let file = try HDF5File.create(temporary)
+                for (key, value) in textAttributes { try file.root.setAttribute(key, string: value) }
+                for (key, value) in numberAttributes { try file.root.setAttribute(key, values: [value], scalar: true) }
+                for (weight, values) in gradients {
+                    _ = try file.root.createDataset(String(weight.datasetPath.dropFirst()), shape: weight.shape, values: values)
+                }
+                try file.flush()
+            } catch let error as HDF5Error {
+                throw CheckpointError(file: path, object: error.path, problem: "write failed (\(error.detail))")
+            }
+        }
+    }
+
+    /// Reads the gradient of each of `weights` from `path`; every one must be present with the
+    /// weight's shape.
+    public static func read(_ path: String, for weights: [CheckpointWeight]) throws -> [CheckpointWeight: [Float]] {
+        guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError(file: path, problem: "no such file") }
+        let file: HDF5File
+        do { file = try HDF5File.open(path) } catch {
+            throw CheckpointError(file: path, problem: "is not an HDF5 file (or is truncated)")
+        }
+        var result: [CheckpointWeight: [Float]] = [:]
+        for weight in weights {
+            guard file.root.kind(of: weight.datasetPath) == .dataset else {
+                throw CheckpointError(file: path, object: weight.datasetPath, problem: "missing: this gradient file was not made for this model")
+            }
+            let dataset = try file.root.dataset(weight.datasetPath)
+            guard dataset.shape == weight.shape else {
+                throw CheckpointError(file: path, object: weight.datasetPath,
+                                      problem: "shape \(dataset.shape) differs from the weight's \(weight.shape)")
+            }
+            guard dataset.elementType.isFloat else {
+                throw CheckpointError(file: path, object: weight.datasetPath, problem: "is not floating point")
+            }
+            result[weight] = try dataset.read(as: Float.self)
+        }
+        return result
+    }
+
+    /// A root attribute as text, for reports.
+    public static func attribute(_ path: String, _ name: String) -> String? {
+        guard let file = try? HDF5File.open(path), file.root.hasAttribute(name), let attribute = try? file.root.attribute(name) else { return nil }
+        if case .string = attribute.elementType { return try? attribute.readString() }
+        return (try? attribute.read(as: Double.self))?.first.map { String($0) }
+    }
+}

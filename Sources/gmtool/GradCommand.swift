@@ -1,0 +1,52 @@
+import ArgumentParser
+import CIFAR
+import Foundation
+import KerasCheckpoint
+import Network
+
+struct GradCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grad",
+        abstract: "Write dC/dw for every trainable weight to an HDF5 file.",
+        discussion: """
+            C is the mean categorical cross-entropy over the chosen images (BatchNorm in \
+            inference mode, dropout off). Each gradient is a float32 dataset at the same HDF5 path \
+            its weight has in the checkpoint; root attributes record the images, loss, data and \
+            scaling. `gmtool prune --gradients` reuses the file.
+            """
+    )
+
+    @OptionGroup var checkpoint: CheckpointOptions
+    @OptionGroup var dataOptions: DataOptions
+
+    @Option(name: [.short, .long], help: "Output file.")
+    var output: String
+
+    @Flag(name: .long, help: "No progress bar.")
+    var quiet = false
+
+    func validate() throws {
+        if URL(fileURLWithPath: output).standardizedFileURL == URL(fileURLWithPath: checkpoint.model).standardizedFileURL {
+            throw ValidationError("the output would overwrite the model")
+        }
+    }
+
+    func run() throws {
+        let model = try checkpoint.open()
+        let dataset = try dataOptions.dataset()
+        let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
+                                  workers: dataOptions.threads)
+        try dataOptions.check(network, dataset)
+        let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet)
+        let report = try network.gradients(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
+        try GradientFile.write(
+            to: output, gradients: report.gradients,
+            textAttributes: ["model": model.path, "data": dataset.files.map(\.path).joined(separator: ","),
+                             "scaling": dataset.scaling.description, "loss_function": "mean categorical cross-entropy",
+                             "tool": "gmtool \(gmtoolVersion)"],
+            numberAttributes: ["images": Double(report.images), "loss": report.meanLoss])
+        print("wrote \(output): \(report.gradients.count) gradients over \(grouped(report.images)) images, "
+              + "mean loss \(String(format: "%.4f", report.meanLoss)), \(String(format: "%.2f", report.seconds)) s "
+              + "(\(String(format: "%.0f", Double(report.images) / max(report.seconds, 1e-9))) images/s)")
+    }
+}
