@@ -25,6 +25,9 @@ struct GradCommand: ParsableCommand {
     @Flag(name: .long, help: "No progress bar.")
     var quiet = false
 
+    @Flag(name: .long, help: "Print a JSON summary instead of text.")
+    var json = false
+
     func validate() throws {
         if URL(fileURLWithPath: output).standardizedFileURL == URL(fileURLWithPath: checkpoint.model).standardizedFileURL {
             throw ValidationError("the output would overwrite the model")
@@ -37,7 +40,7 @@ struct GradCommand: ParsableCommand {
         let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
                                   workers: dataOptions.threads)
         try dataOptions.check(network, dataset)
-        let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet)
+        let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet || json)
         let report = try network.gradients(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
         try GradientFile.write(
             to: output, gradients: report.gradients,
@@ -45,8 +48,27 @@ struct GradCommand: ParsableCommand {
                              "scaling": dataset.scaling.description, "loss_function": "mean categorical cross-entropy",
                              "tool": "gmtool \(gmtoolVersion)"],
             numberAttributes: ["images": Double(report.images), "loss": report.meanLoss])
+        if json {
+            try printJSON(GradSummary(output: output, gradients: report.gradients.count, images: report.images,
+                                      meanLoss: report.meanLoss, seconds: report.seconds,
+                                      imagesPerSecond: Double(report.images) / max(report.seconds, 1e-9)))
+            return
+        }
         print("wrote \(output): \(report.gradients.count) gradients over \(grouped(report.images)) images, "
               + "mean loss \(String(format: "%.4f", report.meanLoss)), \(String(format: "%.2f", report.seconds)) s "
               + "(\(String(format: "%.0f", Double(report.images) / max(report.seconds, 1e-9))) images/s)")
+    }
+}
+
+struct GradSummary: Encodable {
+    var output: String
+    var gradients: Int
+    var images: Int
+    var meanLoss: Double
+    var seconds: Double
+    var imagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case output, gradients, images, meanLoss = "mean_loss", seconds, imagesPerSecond = "images_per_second"
     }
 }

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""gmtool benchmarks, side by side with the peer tools in the same run.
+
+Usage (from the repository root; see benchmarks/README.md):
+    bash benchmarks/run.sh [--sections stats,throughput,memory] [--n 2000] [--repeats 3]
+
+Sections
+  stats       `gmtool stats` on the 13 MB MobileNet alpha 1.0 file vs an h5py script reading
+              every weight (both whole processes, best and median of --repeats runs).
+  throughput  images/s of inference and of the gradient pass, MobileNet alpha 1.0 and 0.5,
+              32x32, batch 100: gmtool vs TensorFlow 2.15 (tf.function) and PyTorch (if installed),
+              the peers timed by ../shared/bench/bench_peers.py on the same images. Also the
+              FLOP rate gmtool reaches against the machine's measured sgemm rate.
+  memory      peak resident memory of `gmtool eval` and `gmtool grad` over 1,000 and 10,000
+              images (it must not grow with the image count).
+
+Everything is written under bench-out/ (ignored by git); ../shared stays read-only.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench-out")
+PEERS = os.path.join(OUT, "peers")
+GMTOOL = os.path.join(ROOT, ".build", "release", "gmtool")
+PY = sys.executable
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def timed(cmd, repeats):
+    times = []
+    for _ in range(repeats + 1):  # one warm-up (page cache)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t0)
+    times = times[1:]
+    return min(times), statistics.median(times)
+
+
+def prepare_peers():
+    """Copies ../shared/bench to bench-out/peers and writes the MobileNet checkpoints once."""
+    src = os.path.join(ROOT, "..", "shared", "bench")
+    os.makedirs(PEERS, exist_ok=True)
+    for name in os.listdir(src):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(src, name), PEERS)
+    if not os.path.exists(os.path.join(PEERS, "models", "manifest.json")):
+        print("writing MobileNet checkpoints with TensorFlow 2.15 (make_models.py) ...", flush=True)
+        run([PY, os.path.join(PEERS, "make_models.py")], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return os.path.join(PEERS, "models")
+
+
+def section_stats(models, repeats):
+    model = os.path.join(models, "mobilenet_a1.0_top.h5")
+    reader = os.path.join(OUT, "h5py_read_all.py")
+    with open(reader, "w") as f:
+        f.write(
+            "import sys, h5py, numpy as np\n"
+            "n = 0; nz = 0\n"
+            "with h5py.File(sys.argv[1], 'r') as f:\n"
+            "    g = f['model_weights']\n"
+            "    for layer in g.attrs['layer_names']:\n"
+            "        layer = layer.decode() if isinstance(layer, bytes) else layer\n"
+            "        for w in g[layer].attrs['weight_names']:\n"
+            "            w = w.decode() if isinstance(w, bytes) else w\n"
+            "            a = g[layer][w][()]; n += a.size; nz += int(np.count_nonzero(a))\n"
+            "print(n, nz)\n")
+    size = os.path.getsize(model)
+    g = timed([GMTOOL, "stats", model], repeats)
+    h = timed([PY, reader, model], repeats)
+    total = json.loads(run([GMTOOL, "stats", model, "--json"]).stdout)["total_parameters"]
+    check = run([PY, reader, model]).stdout.split()
+    print(f"\n== stats: {os.path.basename(model)} ({size / 1e6:.1f} MB, {total:,} parameters; h5py counts {int(check[0]):,})")
+    print(f"{'tool':<34}{'best s':>10}{'median s':>10}")
+    print(f"{'gmtool stats (whole process)':<34}{g[0]:>10.3f}{g[1]:>10.3f}")
+    print(f"{'python + h5py read all weights':<34}{h[0]:>10.3f}{h[1]:>10.3f}")
+    print(f"gmtool is {h[0] / g[0]:.1f}x faster (best of {repeats})")
+    return {"gmtool_s": g, "h5py_s": h, "parameters": total}
+
+
+def write_cifar_bin(path, n, seed):
+    """The peers' images (bench_peers.make_data: uint8 uniform, seed) in CIFAR-10 binary layout."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=(n,), dtype=np.int64)
+    rec = np.concatenate([y.astype(np.uint8)[:, None], x.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1)
+    rec.tofile(path)
+
+
+def macs_per_image(model):
+    """Multiply-accumulates of one forward pass, from the layer shapes Keras reports."""
+    code = (
+        "import sys, json, os\n"
+        "os.environ['TF_CPP_MIN_LOG_LEVEL']='3'\n"
+        "import tensorflow as tf\n"
+        "m = tf.keras.models.load_model(sys.argv[1], compile=False)\n"
+        "t = 0\n"
+        "for l in m.layers:\n"
+        "    c = l.__class__.__name__; o = l.output_shape\n"
+        "    if c == 'Conv2D':\n"
+        "        k = l.kernel.shape; t += o[1]*o[2]*k[0]*k[1]*k[2]*k[3]\n"
+        "    elif c == 'DepthwiseConv2D':\n"
+        "        k = l.depthwise_kernel.shape; t += o[1]*o[2]*k[0]*k[1]*k[2]*k[3]\n"
+        "    elif c == 'Dense':\n"
+        "        k = l.kernel.shape; t += k[0]*k[1]\n"
+        "print(t)\n")
+    return int(run([PY, "-c", code, model]).stdout.split()[-1])
+
+
+def sgemm_gflops():
+    """This machine's practical peak: OpenBLAS sgemm 2048^3 on both cores, via NumPy."""
+    code = ("import numpy as np, time\n"
+            "a = np.random.rand(2048, 2048).astype(np.float32); b = a.copy(); a @ b\n"
+            "best = min((lambda t0: (a @ b, time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(5))\n"
+            "print(2 * 2048**3 / best / 1e9)\n")
+    return float(run([PY, "-c", code]).stdout.split()[-1])
+
+
+def section_throughput(models, n, repeats, with_torch):
+    data = os.path.join(OUT, f"random_{n}.bin")
+    write_cifar_bin(data, n, seed=0)
+    peers_out = os.path.join(OUT, "results-peers.json")
+    sections = "tf,torch" if with_torch else "tf"
+    print(f"\n== throughput: {n} images, batch 100, best of {repeats} (peers: bench_peers.py --sections {sections})", flush=True)
+    run([PY, os.path.join(PEERS, "bench_peers.py"), "--sections", sections, "--no-xla", "--n", str(n),
+         "--repeats", str(repeats), "--out", peers_out], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    peers = json.load(open(peers_out))
+    rows = {}
+    for r in peers.get("results", peers if isinstance(peers, list) else []):
+        if isinstance(r, dict) and "images_per_s" in r:
+            rows[(r["section"], r["name"], float(r["alpha"]))] = r["images_per_s"]
+    peak = sgemm_gflops()
+    results = {"sgemm_gflops": peak, "rows": []}
+    print(f"{'alpha':<7}{'pass':<11}{'gmtool img/s':>14}{'TF img/s':>12}{'torch img/s':>13}{'gmtool GFLOP/s':>16}{'% of sgemm':>12}")
+    for alpha in (1.0, 0.5):
+        model = os.path.join(models, f"mobilenet_a{alpha}_top.h5")
+        macs = macs_per_image(model)
+        for kind in ("inference", "gradient"):
+            best = 0.0
+            for _ in range(repeats + 1):
+                cmd = [GMTOOL, "eval" if kind == "inference" else "grad", model, "--data", data, "--json", "--quiet"]
+                if kind == "gradient":
+                    cmd += ["-o", os.path.join(OUT, "grads.h5")]
+                best = max(best, json.loads(run(cmd).stdout)["images_per_second"])
+            tf_key = [k for k in rows if k[0] == "tf" and k[2] == alpha and (("grad" in k[1]) == (kind == "gradient"))
+                      and "xla" not in k[1] and "predict" not in k[1]]
+            torch_key = [k for k in rows if k[0] == "torch" and k[2] == alpha and (("grad" in k[1]) == (kind == "gradient"))]
+            tf_ips = rows[tf_key[0]] if tf_key else float("nan")
+            torch_ips = rows[torch_key[0]] if torch_key else float("nan")
+            # Backward costs about twice the forward (input and weight gradients).
+            flops = 2 * macs * (1 if kind == "inference" else 3)
+            gflops = best * flops / 1e9
+            print(f"{alpha:<7}{kind:<11}{best:>14,.0f}{tf_ips:>12,.0f}{torch_ips:>13,.0f}{gflops:>16.1f}{100 * gflops / peak:>11.0f}%")
+            results["rows"].append({"alpha": alpha, "pass": kind, "gmtool": best, "tf": tf_ips, "torch": torch_ips,
+                                    "macs_per_image": macs, "gmtool_gflops": gflops})
+    print(f"machine sgemm rate (NumPy/OpenBLAS 2048^3, 2 cores): {peak:.0f} GFLOP/s; FLOPs counted as 2 x MACs "
+          f"(gradient pass: 3x the forward)")
+    return results
+
+
+def section_memory(models):
+    model = os.path.join(models, "mobilenet_a1.0_top.h5")
+    data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
+    print("\n== memory: peak resident set of whole gmtool processes (MobileNet alpha 1.0, batch 100)")
+    print(f"{'command':<10}{'1,000 images':>16}{'10,000 images':>16}")
+    results = {}
+    for command in ("eval", "grad"):
+        peaks = []
+        for n in (1000, 10000):
+            cmd = ["/usr/bin/time", "-f", "%M", GMTOOL, command, model, "--data", data, "--split", "validation",
+                   "--limit", str(n), "--quiet"] + (["-o", os.path.join(OUT, "grads.h5")] if command == "grad" else [])
+            p = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            peaks.append(int(p.stderr.strip().splitlines()[-1]) / 1024)
+        print(f"{command:<10}{peaks[0]:>13.0f} MB{peaks[1]:>13.0f} MB")
+        results[command] = peaks
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sections", default="stats,throughput,memory")
+    ap.add_argument("--n", type=int, default=2000, help="images for the throughput section")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    models = prepare_peers()
+    try:
+        import torch  # noqa: F401
+        with_torch = True
+    except ImportError:
+        with_torch = False
+        print("(PyTorch not installed in this environment: its column is left empty)")
+    results = {}
+    sections = args.sections.split(",")
+    if "stats" in sections:
+        results["stats"] = section_stats(models, args.repeats)
+    if "throughput" in sections:
+        results["throughput"] = section_throughput(models, args.n, args.repeats, with_torch)
+    if "memory" in sections:
+        results["memory"] = section_memory(models)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
