@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool"]),
     ]
 )

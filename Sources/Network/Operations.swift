@@ -92,7 +92,9 @@ final class ConvolutionOperation: Operation {
     func backward(_ c: PassContext) {
         conv2dBackward(inputGradient: c.inputGradients[0], kernelGradient: c.workspace.gradient(kernel),
                        biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
-                       input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch, refillScratch: false,
+                       // The scratch is shared by every convolution of the worker: later layers
+                       // overwrote this one's columns, so they are rebuilt (cheap next to the GEMMs).
+                       input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch, refillScratch: true,
                        batch: c.batch * rowsPerSample, geometry: geometry, inputChannels: inputChannels,
                        outputChannels: outputChannels)
     }
