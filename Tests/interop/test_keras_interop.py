@@ -1,0 +1,107 @@
+"""Interop: real Keras loads the checkpoints gmtool writes, and gmtool agrees with Keras.
+
+The Swift tests (RoundTripTests.editedWeightsAndMasksSurviveAReread) write every fixture again
+with gmtool, zeroing prunable kernel entries with |w| < 0.05 and storing masks, into
+$GMTOOL_INTEROP_OUT/roundtrip. Here Keras (tf_keras for Keras 2 files, keras for Keras 3 files)
+must load each of them, hold exactly the weights the same edit gives in NumPy, and predict what
+the original model predicts with those weights.
+"""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "..", "fixtures")
+OUT = os.environ.get("GMTOOL_INTEROP_OUT")
+GMTOOL = os.environ.get("GMTOOL_BIN")
+EXPECTED = json.load(open(os.path.join(FIXTURES, "expected.json")))
+THRESHOLD = np.float32(0.05)
+
+pytestmark = pytest.mark.skipif(not OUT, reason="GMTOOL_INTEROP_OUT is not set (run scripts/test.sh)")
+
+
+def keras_for(name):
+    if EXPECTED["files"][name]["keras_generation"] == 2:
+        import tf_keras
+        return tf_keras
+    import keras
+    return keras
+
+
+def load(name, path):
+    keras = keras_for(name)
+    info = EXPECTED["files"][name]
+    if info["layout"] in ("keras2_full", "keras3_legacy_h5", "keras3_zip"):
+        return keras.models.load_model(path, compile=False)
+    source = info["architecture_source"]
+    config = source if source.endswith(".json") else name.replace(".weights.h5", ".keras")
+    if config.endswith(".json"):
+        model = keras.models.model_from_json(open(os.path.join(FIXTURES, config)).read())
+    else:
+        model = keras.models.load_model(os.path.join(FIXTURES, config), compile=False)
+    model.load_weights(path)
+    return model
+
+
+def edited(model):
+    """The NumPy version of the Swift edit: zero prunable kernel entries with |w| < 0.05."""
+    out = []
+    for layer in model.layers:
+        kinds = {"Conv2D": ("kernel",), "Dense": ("kernel",), "DepthwiseConv2D": ("depthwise_kernel", "kernel"),
+                 "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel")}.get(layer.__class__.__name__, ())
+        for w in layer.weights:
+            value = w.numpy()
+            short = w.name.split("/")[-1].split(":")[0]
+            if short in kinds and getattr(w, "trainable", True):
+                value = np.where(np.abs(value) < THRESHOLD, np.float32(0), value)
+            out.append((w, value))
+    return out
+
+
+CASES = sorted(EXPECTED["files"])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_keras_loads_what_gmtool_wrote(name):
+    written = os.path.join(OUT, "roundtrip", name)
+    assert os.path.exists(written), f"the Swift tests did not write {written}"
+    original = load(name, os.path.join(FIXTURES, name))
+    reloaded = load(name, written)
+    expected = edited(original)
+    zeros = 0
+    for (w, value), mine in zip(expected, reloaded.weights):
+        np.testing.assert_array_equal(mine.numpy(), value, err_msg=f"{name}: {w.name}")
+        zeros += int(np.sum(value == 0))
+    assert zeros > 0, "the edit must have zeroed something"
+    for (w, value) in expected:
+        w.assign(value)
+    rng = np.random.default_rng(7)
+    shape = (3,) + tuple(original.input_shape[1:])
+    x = rng.uniform(0, 1, shape).astype(np.float32)
+    np.testing.assert_array_equal(reloaded(x, training=False).numpy(), original(x, training=False).numpy())
+
+
+@pytest.mark.skipif(not GMTOOL, reason="GMTOOL_BIN is not set")
+@pytest.mark.parametrize("model", ["seqcnn_k2.h5", "rescnn_k3.keras", "mobilenet_k2.h5"])
+def test_gmtool_eval_agrees_with_keras(model, tmp_path):
+    """gmtool eval's loss and accuracy on a CIFAR-format file equal Keras' on the same images."""
+    rng = np.random.default_rng(11)
+    n = 64
+    pixels = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n, dtype=np.uint8)
+    data = tmp_path / "images.bin"
+    np.concatenate([labels[:, None], pixels.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1).tofile(data)
+    result = json.loads(subprocess.run([GMTOOL, "eval", os.path.join(FIXTURES, model), "--data", str(data), "--json"],
+                                       check=True, capture_output=True, text=True).stdout)
+    keras_model = load(model, os.path.join(FIXTURES, model))
+    probabilities = keras_model(pixels.astype(np.float32) / 255.0, training=False).numpy().astype(np.float64)
+    loss = float(np.mean(-np.log(probabilities[np.arange(n), labels])))
+    top1 = float(np.mean(probabilities.argmax(1) == labels))
+    assert result["images"] == n
+    assert abs(result["mean_loss"] - loss) < 1e-4
+    assert result["top1_accuracy"] == pytest.approx(top1, abs=1e-9)
