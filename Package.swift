@@ -1,5 +1,13 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+/// The kernels are compiled for the CPU that builds them (AVX2/AVX-512 where present): gmtool is
+/// built from source on the machine that runs it, and without this the per-element loops stay
+/// scalar. No fast-math: the numbers do not change, only the vector width.
+/// GMTOOL_PORTABLE=1 builds for baseline x86-64 / arm64 instead.
+let kernelSettings: [SwiftSetting] =
+    ProcessInfo.processInfo.environment["GMTOOL_PORTABLE"] == nil ? [.unsafeFlags(["-target-cpu", "native"])] : []
 
 let package = Package(
     name: "gmtool",
@@ -32,7 +40,7 @@ let package = Package(
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
         .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib"]),
         // Forward/backward kernels over raw Float buffers (NHWC), BLAS for the GEMMs.
-        .target(name: "NeuralKernels", dependencies: ["CBLAS"]),
+        .target(name: "NeuralKernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         // The Keras model as a graph of kernels: forward, backward, evaluation, gradients.
         .target(name: "Network", dependencies: ["KerasCheckpoint", "NeuralKernels"]),
         // CIFAR-10 binary batches streamed as scaled NHWC floats.

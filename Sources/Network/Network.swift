@@ -93,7 +93,9 @@ public final class Network: @unchecked Sendable {
         }
         self.checkpoint = checkpoint
         var builder = GraphBuilder(checkpoint: checkpoint)
-        let (input, output) = try builder.build(config, inputShape: inputShape)
+        let (builtInput, builtOutput) = try builder.build(config, inputShape: inputShape)
+        let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
+        let (input, output) = (kept[0], kept[1])
         nodes = builder.nodes
         inputNode = input
         outputNode = output
@@ -114,6 +116,9 @@ public final class Network: @unchecked Sendable {
         trainableParameters = parameters.filter(\.weight.trainable)
         for (slot, parameter) in trainableParameters.enumerated() { parameter.gradientSlot = slot }
         workerCount = max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
+        // The workers are the parallelism; BLAS threads would only compete with them (and idle
+        // OpenBLAS threads spin between calls).
+        BLASThreads.set(1)
     }
 
     /// Call after changing parameter values in place (pruning, training).
@@ -244,9 +249,6 @@ public final class Network: @unchecked Sendable {
     /// too small to split well, samples are not).
     private func onWorkers(_ body: (Int) -> Void) {
         if workerCount == 1 { body(0); return }
-        let previousThreads = BLASThreads.current
-        BLASThreads.set(1)
-        defer { BLASThreads.set(previousThreads) }
         withoutActuallyEscaping(body) { body in
             nonisolated(unsafe) let body = body
             DispatchQueue.concurrentPerform(iterations: workerCount) { body($0) }

@@ -138,7 +138,7 @@ final class BatchNormOperation: Operation {
     let channels: Int
     /// Rows per sample: every position of the feature map.
     let positions: Int
-    private var scale: [Float], shift: [Float], inverseStd: [Float]
+    private(set) var scale: [Float], shift: [Float], inverseStd: [Float]
 
     init(gamma: Parameter?, beta: Parameter?, movingMean: Parameter, movingVariance: Parameter, epsilon: Float,
          channels: Int, positions: Int) {
@@ -177,6 +177,35 @@ final class BatchNormOperation: Operation {
             inputGradient: c.inputGradients[0], gammaGradient: gamma.map { c.workspace.gradient($0) },
             betaGradient: beta.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient, input: c.inputs[0],
             scale: scale, mean: movingMean.pointer, inverseStd: inverseStd, rows: c.batch * positions, channels: channels)
+    }
+}
+
+/// BatchNormalization whose only consumer is a ReLU, fused into one pass each way.
+final class BatchNormReLUOperation: Operation {
+    let batchNorm: BatchNormOperation
+    let relu: ReLUParameters
+
+    init(batchNorm: BatchNormOperation, relu: ReLUParameters) {
+        self.batchNorm = batchNorm
+        self.relu = relu
+    }
+
+    var parameters: [Parameter] { batchNorm.parameters }
+    func parametersChanged() { batchNorm.parametersChanged() }
+
+    func forward(_ c: PassContext) {
+        let bn = batchNorm
+        channelAffineReLUForward(output: c.output, input: c.inputs[0], scale: bn.scale, shift: bn.shift,
+                                 rows: c.batch * bn.positions, channels: bn.channels, relu)
+    }
+
+    func backward(_ c: PassContext) {
+        let bn = batchNorm
+        batchNormReLUBackward(
+            inputGradient: c.inputGradients[0], gammaGradient: bn.gamma.map { c.workspace.gradient($0) },
+            betaGradient: bn.beta.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient, input: c.inputs[0],
+            scale: bn.scale, shift: bn.shift, mean: bn.movingMean.pointer, inverseStd: bn.inverseStd,
+            rows: c.batch * bn.positions, channels: bn.channels, relu)
     }
 }
 

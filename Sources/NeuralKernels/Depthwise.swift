@@ -11,29 +11,68 @@ public func depthwiseForward(
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {
+            let top = oh * g.strideHeight - g.padTop
+            let i0 = max(0, -top), i1 = min(g.kernelHeight, g.inputHeight - top)
             for ow in 0..<g.outputWidth {
+                let left = ow * g.strideWidth - g.padLeft
+                let j0 = max(0, -left), j1 = min(g.kernelWidth, g.inputWidth - left)
                 let y = output + ((n * g.outputHeight + oh) * g.outputWidth + ow) * outChannels
+                if multiplier == 1 {
+                    depthwisePixel(y, image, kernel, bias, channels: channels, g: g, top: top, left: left,
+                                   rows: i0..<i1, columns: j0..<j1)
+                    continue
+                }
                 if let bias { y.update(from: bias, count: outChannels) } else { y.update(repeating: 0, count: outChannels) }
-                for i in 0..<g.kernelHeight {
-                    let ih = oh * g.strideHeight - g.padTop + i
-                    if ih < 0 || ih >= g.inputHeight { continue }
-                    for j in 0..<g.kernelWidth {
-                        let iw = ow * g.strideWidth - g.padLeft + j
-                        if iw < 0 || iw >= g.inputWidth { continue }
-                        let x = image + (ih * g.inputWidth + iw) * channels
+                for i in i0..<i1 {
+                    for j in j0..<j1 {
+                        let x = image + ((top + i) * g.inputWidth + left + j) * channels
                         let k = kernel + (i * g.kernelWidth + j) * outChannels
-                        if multiplier == 1 {
-                            for c in 0..<channels { y[c] += x[c] * k[c] }
-                        } else {
-                            for c in 0..<channels {
-                                let value = x[c]
-                                for m in 0..<multiplier { y[c * multiplier + m] += value * k[c * multiplier + m] }
-                            }
+                        for c in 0..<channels {
+                            let value = x[c]
+                            for m in 0..<multiplier { y[c * multiplier + m] += value * k[c * multiplier + m] }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// One output pixel of a multiplier-1 depthwise convolution. Sixteen channels at a time are kept
+/// in a register across all taps and stored once (the plain loop re-read and re-wrote the output
+/// once per tap). The additions happen in the same order as the scalar loop (bias, then taps row
+/// by row), and multiply and add stay separate, so results are bit-identical to it.
+@inline(__always)
+private func depthwisePixel(
+    _ y: UnsafeMutablePointer<Float>, _ image: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>,
+    _ bias: UnsafePointer<Float>?, channels: Int, g: WindowGeometry, top: Int, left: Int,
+    rows: Range<Int>, columns: Range<Int>
+) {
+    typealias Vector = SIMD16<Float>
+    let width = Vector.scalarCount
+    var c = 0
+    while c + width <= channels {
+        var accumulator = bias.map { UnsafeRawPointer($0 + c).loadUnaligned(as: Vector.self) } ?? Vector()
+        for i in rows {
+            for j in columns {
+                let x = UnsafeRawPointer(image + ((top + i) * g.inputWidth + left + j) * channels + c).loadUnaligned(as: Vector.self)
+                let k = UnsafeRawPointer(kernel + (i * g.kernelWidth + j) * channels + c).loadUnaligned(as: Vector.self)
+                let product = x * k
+                accumulator = accumulator + product
+            }
+        }
+        UnsafeMutableRawPointer(y + c).storeBytes(of: accumulator, as: Vector.self)
+        c += width
+    }
+    while c < channels {
+        var accumulator = bias?[c] ?? 0
+        for i in rows {
+            for j in columns {
+                accumulator += image[((top + i) * g.inputWidth + left + j) * channels + c] * kernel[(i * g.kernelWidth + j) * channels + c]
+            }
+        }
+        y[c] = accumulator
+        c += 1
     }
 }
 

@@ -345,3 +345,49 @@ public func globalMaxPoolBackward(inputGradient: UnsafeMutablePointer<Float>, ou
         }
     }
 }
+
+// MARK: BatchNormalization followed by ReLU, fused
+
+/// y = relu(x * scale + shift): one pass instead of two (BatchNorm then ReLU is most of
+/// MobileNet's elementwise work).
+public func channelAffineReLUForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                                     scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, rows: Int, channels: Int,
+                                     _ p: ReLUParameters) {
+    let simple = p.negativeSlope == 0 && p.threshold == 0
+    let cap = p.maxValue ?? .infinity
+    for r in 0..<rows {
+        let x = input + r * channels, y = output + r * channels
+        if simple {
+            for c in 0..<channels { y[c] = min(max(x[c] * scale[c] + shift[c], 0), cap) }
+        } else {
+            for c in 0..<channels {
+                let z = x[c] * scale[c] + shift[c]
+                y[c] = z >= p.threshold ? min(z, cap) : p.negativeSlope * (z - p.threshold)
+            }
+        }
+    }
+}
+
+/// Gradients of channelAffineReLUForward: the pre-activation z = x * scale + shift is recomputed
+/// with the same float operations as the forward, so the ReLU mask is exactly the unfused one.
+public func batchNormReLUBackward(
+    inputGradient: UnsafeMutablePointer<Float>?, gammaGradient: UnsafeMutablePointer<Float>?,
+    betaGradient: UnsafeMutablePointer<Float>?, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+    inverseStd: UnsafePointer<Float>, rows: Int, channels: Int, _ p: ReLUParameters
+) {
+    let cap = p.maxValue ?? .infinity
+    let simple = p.negativeSlope == 0 && p.threshold == 0
+    for r in 0..<rows {
+        let x = input + r * channels, dy = outputGradient + r * channels
+        let dx = inputGradient.map { $0 + r * channels }
+        for c in 0..<channels {
+            let z = x[c] * scale[c] + shift[c]
+            let slope: Float = simple ? ((z > 0 && z < cap) ? 1 : 0) : (z >= p.threshold ? (z < cap ? 1 : 0) : p.negativeSlope)
+            let dz = dy[c] * slope
+            gammaGradient?[c] += dz * (x[c] - mean[c]) * inverseStd[c]
+            betaGradient?[c] += dz
+            dx?[c] += dz * scale[c]
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the shipped defaults: the MobileNet in ../shared/models, CIFAR-10 in
+# ../shared/data. Installs the build dependencies, builds gmtool (release), then reports the
+# model, evaluates it on the test split and takes dC/dw on the validation split.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+swift build -c release >/dev/null
+gmtool=.build/release/gmtool
+model=${MODEL:-../shared/models/mobilenet_0.50_cifar10.h5}
+data=${DATA:-../shared/data/cifar10-jpeg}
+out=${OUT_DIR:-demo-out}
+mkdir -p "$out"
+
+echo "== gmtool stats $model (totals)"
+$gmtool stats "$model" | tail -8
+echo
+echo "== gmtool eval $model --data $data (test split)"
+$gmtool eval "$model" --data "$data"
+echo
+echo "== gmtool grad $model --data $data --split validation -o $out/gradients.h5"
+$gmtool grad "$model" --data "$data" --split validation -o "$out/gradients.h5"
