@@ -60,6 +60,6 @@ let package = Package(
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
-        .testTarget(name: "CLITests", dependencies: ["gmtool"]),
+        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint"]),
     ]
 )
