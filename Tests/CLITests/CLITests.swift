@@ -120,3 +120,20 @@ func gmtool(_ arguments: [String], in directory: URL? = nil) throws -> CommandRe
         try expectOneLineError(["stats", Paths.fixture("bad/\(name)")], mentioning: [name, problem])
     }
 }
+
+@Suite struct DocumentationTests {
+    /// docs/CLI.md is `scripts/cli-docs.sh` output: every command's help text appears in it verbatim.
+    @Test func cliReferenceMatchesHelp() throws {
+        let reference = try String(contentsOf: Paths.repository.appendingPathComponent("docs/CLI.md"), encoding: .utf8)
+        let root = try gmtool(["--help"])
+        #expect(reference.contains(root.stdout), "docs/CLI.md is stale: run scripts/cli-docs.sh")
+        let commands = root.stdout.components(separatedBy: "SUBCOMMANDS:").last?.split(separator: "\n")
+            .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.contains("See '") }
+            .compactMap { $0.split(separator: " ").first.map(String.init) } ?? []
+        #expect(commands.count >= 3)
+        for command in commands {
+            let help = try gmtool(["help", command])
+            #expect(reference.contains(help.stdout), "docs/CLI.md is stale for \(command): run scripts/cli-docs.sh")
+        }
+    }
+}
