@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "NeuralKernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         // The Keras model as a graph of kernels: forward, backward, evaluation, gradients.
         .target(name: "Network", dependencies: ["KerasCheckpoint", "NeuralKernels"]),
+        // The paper's rule, layer selection, target sparsity.
+        .target(name: "Pruning", dependencies: ["KerasCheckpoint"], swiftSettings: kernelSettings),
         // CIFAR-10 binary batches streamed as scaled NHWC floats.
         .target(name: "CIFAR", dependencies: ["Network"]),
         // The command-line tool.
@@ -53,6 +55,7 @@ let package = Package(
                 "KerasCheckpoint",
                 "Network",
                 "CIFAR",
+                "Pruning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -60,6 +63,7 @@ let package = Package(
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "KerasCheckpoint"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint"]),
     ]
 )
