@@ -9,8 +9,8 @@ struct DataOptions: ParsableArguments {
             help: "CIFAR-10 binary data: .bin files, or a folder holding the split's files.")
     var data: [String] = []
 
-    @Option(name: .long, help: "Split to read from a folder: test (test_batch), validation (data_batch_5) or train (data_batch_1-4).")
-    var split: CIFARDataset.Split = .test
+    @Option(name: .long, help: "Split to read from a folder: test (test_batch), validation (data_batch_5) or train (data_batch_1-4). Default: test for eval and grad, validation for prune.")
+    var split: CIFARDataset.Split?
 
     @Option(name: .long, help: "Use only the first N images.")
     var limit: Int?
@@ -59,14 +59,10 @@ struct DataOptions: ParsableArguments {
         }
     }
 
-    /// Opens the data, `defaultFolder` when no --data was given.
-    func dataset(defaultFolder: String? = nil) throws -> CIFARDataset {
-        var paths = data
-        if paths.isEmpty {
-            guard let defaultFolder else { throw ValidationError("--data is required") }
-            paths = [defaultFolder]
-        }
-        return try CIFARDataset(paths: paths, split: split, limit: limit, scaling: try scaling)
+    /// Opens the data; a folder is read for `--split`, or `defaultSplit` when none was given.
+    func dataset(defaultSplit: CIFARDataset.Split = .test) throws -> CIFARDataset {
+        guard !data.isEmpty else { throw ValidationError("--data is required") }
+        return try CIFARDataset(paths: data, split: split ?? defaultSplit, limit: limit, scaling: try scaling)
     }
 
     /// Checks that the network takes CIFAR-10 images and predicts 10 classes.

@@ -1,1 +1,152 @@
+import Foundation
 import Testing
+import KerasCheckpoint
+@testable import Pruning
+
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("fixtures")
+
+/// The rule written plainly, element by element, as the paper states it.
+func referenceRule(_ w: inout [Float], _ g: [Float], _ mask: inout [UInt8], beta: Float, gamma: Float) -> Int {
+    var pruned = 0
+    for i in w.indices {
+        if mask[i] != 0 && abs(w[i]) < beta && abs(g[i]) < gamma {
+            w[i] = 0
+            mask[i] = 0
+            pruned += 1
+        }
+        if mask[i] == 0 { w[i] = 0 }
+    }
+    return pruned
+}
+
+func applyRule(_ w: inout [Float], _ g: [Float], _ mask: inout [UInt8], beta: Float, gamma: Float) -> Int {
+    w.withUnsafeMutableBufferPointer { wp in
+        mask.withUnsafeMutableBufferPointer { mp in
+            applyPruningRule(weights: wp.baseAddress!, gradients: g, mask: mp.baseAddress!, count: wp.count, beta: beta, gamma: gamma)
+        }
+    }
+}
+
+@Suite struct RuleTests {
+    @Test func strictThresholdsAndTheMaskCondition() {
+        // Exactly at a threshold is not below it; a zero mask bit blocks nothing but forces w = 0.
+        var w: [Float] = [0.05, 0.049, -0.049, 0.01, 0.01, 0.2, 0.03, -0.0]
+        let g: [Float] = [0, 0, 0, 0.001, 0.0009, 0, -0.0009, 0]
+        var mask: [UInt8] = [1, 1, 1, 1, 1, 1, 1, 1]
+        let pruned = applyRule(&w, g, &mask, beta: 0.05, gamma: 0.001)
+        #expect(pruned == 5)
+        #expect(w == [0.05, 0, 0, 0.01, 0, 0.2, 0, 0])
+        #expect(mask == [1, 0, 0, 1, 0, 1, 0, 0])
+    }
+
+    @Test func prunedWeightsStayPrunedAndZero() {
+        var w: [Float] = [0.5, 0.5, 0.001]
+        var mask: [UInt8] = [0, 1, 0]
+        let pruned = applyRule(&w, [0, 0, 0], &mask, beta: 0.01, gamma: 1)
+        #expect(pruned == 0, "bits already 0 are not counted again")
+        #expect(w == [0, 0.5, 0])
+        #expect(mask == [0, 1, 0])
+    }
+
+    @Test func repeatedPruningIsIdempotentAndMonotone() {
+        var random = SystemRandomNumberGenerator()
+        var w = (0..<1000).map { _ in Float.random(in: -0.1...0.1, using: &random) }
+        let g = (0..<1000).map { _ in Float.random(in: -0.01...0.01, using: &random) }
+        var mask = [UInt8](repeating: 1, count: 1000)
+        let first = applyRule(&w, g, &mask, beta: 0.03, gamma: 0.005)
+        let (w1, m1) = (w, mask)
+        #expect(applyRule(&w, g, &mask, beta: 0.03, gamma: 0.005) == 0)
+        #expect(w == w1 && mask == m1)
+        let more = applyRule(&w, g, &mask, beta: 0.06, gamma: 0.005)
+        #expect(more > 0)
+        #expect(zip(m1, mask).allSatisfy { $0 >= $1 }, "a larger beta only clears more bits")
+        #expect(first > 0)
+    }
+
+    @Test func nanIsNeverPrunedAndGammaInfinityIsMagnitudeOnly() {
+        var w: [Float] = [.nan, 0.001, 0.001]
+        var mask: [UInt8] = [1, 1, 1]
+        _ = applyRule(&w, [0, .nan, 1e30], &mask, beta: 1, gamma: .infinity)
+        #expect(w[0].isNaN && mask[0] == 1)
+        #expect(mask[1] == 1, "a NaN gradient is not below gamma")
+        #expect(mask[2] == 0, "gamma = inf prunes on magnitude alone")
+    }
+
+    /// The vector path and the scalar tail agree with the plain rule on every length.
+    @Test(arguments: [0, 1, 15, 16, 17, 33, 1000, 4099])
+    func matchesThePlainRule(count: Int) {
+        var generator = SystemRandomNumberGenerator()
+        let w0 = (0..<count).map { _ in Float.random(in: -0.1...0.1, using: &generator) }
+        let g = (0..<count).map { _ in Float.random(in: -0.01...0.01, using: &generator) }
+        let m0 = (0..<count).map { _ in UInt8.random(in: 0...1, using: &generator) == 0 ? UInt8(0) : UInt8(1) }
+        var (w1, m1, w2, m2) = (w0, m0, w0, m0)
+        let a = applyRule(&w1, g, &m1, beta: 0.04, gamma: 0.004)
+        let b = referenceRule(&w2, g, &m2, beta: 0.04, gamma: 0.004)
+        #expect(a == b)
+        #expect(w1.map(\.bitPattern) == w2.map(\.bitPattern))
+        #expect(m1 == m2)
+    }
+}
+
+@Suite struct SelectionTests {
+    let mobilenet: Checkpoint
+    init() throws { mobilenet = try Checkpoint.open(fixtures.appendingPathComponent("mobilenet_k2.h5").path) }
+
+    @Test func everyPrunableKernelByDefault() throws {
+        let targets = try PruningSettings(beta: 0.05, gamma: 0.001).targets(in: mobilenet)
+        #expect(targets.count == 28)
+        #expect(targets.allSatisfy { $0.weight.prunable && $0.beta == 0.05 && $0.gamma == 0.001 })
+    }
+
+    @Test func includeExcludeSkipDepthwiseAndOverrides() throws {
+        var settings = PruningSettings(beta: 0.05, gamma: 0.001)
+        settings.exclude = ["conv1", "conv_preds"]
+        settings.skipDepthwise = true
+        settings.layerBeta = [("conv_pw_1?", 0.1)]
+        settings.layerGamma = [("conv_pw_13", 0.5)]
+        let targets = try settings.targets(in: mobilenet)
+        #expect(targets.count == 13)
+        #expect(!targets.contains { $0.weight.layerName == "conv1" || $0.weight.layerName == "conv_preds" })
+        #expect(!targets.contains { $0.weight.role == .depthwiseKernel })
+        #expect(targets.first { $0.weight.layerName == "conv_pw_12" }?.beta == 0.1)
+        #expect(targets.first { $0.weight.layerName == "conv_pw_2" }?.beta == 0.05)
+        #expect(targets.first { $0.weight.layerName == "conv_pw_13" }?.gamma == 0.5)
+        settings.include = ["conv_pw_1*"]
+        #expect(try settings.targets(in: mobilenet).map(\.weight.layerName).sorted()
+                == ["conv_pw_1", "conv_pw_10", "conv_pw_11", "conv_pw_12", "conv_pw_13"])
+    }
+
+    @Test func patternsThatMatchNothingAreErrors() {
+        var settings = PruningSettings(beta: 0.05, gamma: 0.001)
+        settings.exclude = ["conv_typo"]
+        #expect(throws: PruningError.self) { try settings.targets(in: mobilenet) }
+        settings = PruningSettings(beta: -1, gamma: 0.001)
+        #expect(throws: PruningError.self) { try settings.targets(in: mobilenet) }
+        settings = PruningSettings(beta: 0.05, gamma: .nan)
+        #expect(throws: PruningError.self) { try settings.targets(in: mobilenet) }
+    }
+
+    @Test func targetSparsityIsReachedAndNotOvershot() throws {
+        let settings = PruningSettings(beta: 0, gamma: .infinity)
+        let targets = try settings.targets(in: mobilenet)
+        let gradients = Dictionary(uniqueKeysWithValues: targets.map { ($0.weight, [Float](repeating: 0, count: $0.weight.elementCount)) })
+        let statistics = try mobilenet.statistics()
+        let zeros = statistics.totalParameters - statistics.nonzeroParameters
+        for goal in [0.3, 0.5, 0.9] {
+            let beta = try betaForTargetSparsity(mobilenet, targets: targets, gradients: gradients, gamma: .infinity, target: goal,
+                                                 totalParameters: statistics.totalParameters, zerosNow: zeros)
+            var tuned = settings
+            tuned.beta = beta
+            let pruned = try prune(mobilenet, targets: try tuned.targets(in: mobilenet), gradients: gradients)
+            let removed = pruned.reduce(0) { $0 + $1.report.nonzeroBefore - $1.report.nonzeroAfter }
+            let sparsity = Double(zeros + removed) / Double(statistics.totalParameters)
+            #expect(sparsity >= goal)
+            #expect(sparsity < goal + 1e-4, "ties aside, beta stops at the target (\(sparsity))")
+        }
+        #expect(throws: PruningError.self) {
+            try betaForTargetSparsity(mobilenet, targets: targets, gradients: gradients, gamma: .infinity, target: 0.99,
+                                      totalParameters: statistics.totalParameters, zerosNow: zeros)
+        }
+    }
+}

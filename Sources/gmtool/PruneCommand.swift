@@ -1,0 +1,308 @@
+import ArgumentParser
+import CIFAR
+import Foundation
+import KerasCheckpoint
+import Network
+import Pruning
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Prune with the paper's rule: zero w where |w| < beta and |g| < gamma.",
+        discussion: """
+            g = dC/dw over held-out images (default: the validation split, data_batch_5). The rule \
+            applies to every Conv2D, DepthwiseConv2D, SeparableConv2D and Dense kernel; biases and \
+            BatchNorm parameters are never pruned. Masks are stored in the output's /gmtool_masks \
+            group (Keras ignores it): a checkpoint that already has masks is pruned further, and \
+            weights whose bit is 0 stay exactly 0. Without --gamma the rule is magnitude-only and \
+            needs no data.
+            """
+    )
+
+    @OptionGroup var checkpoint: CheckpointOptions
+
+    @Option(name: .long, help: "Magnitude threshold: prune where |w| < beta.")
+    var beta: Float?
+
+    @Option(name: .long, help: "Gradient threshold: prune only where |dC/dw| < gamma (default: inf, magnitude only).")
+    var gamma: Float = .infinity
+
+    @Option(name: .long, help: "Find the beta that makes this fraction of all parameters zero (0 < S < 1), for the given gamma.")
+    var targetSparsity: Double?
+
+    @Option(name: [.short, .long], help: "Output checkpoint (same layout as the input).")
+    var output: String?
+
+    @Flag(name: .long, help: "Allow the output to be the input file (it is replaced atomically).")
+    var inPlace = false
+
+    @Flag(name: .long, help: "Report what would be pruned; write nothing.")
+    var dryRun = false
+
+    @Option(name: .long, help: "Reuse gradients written by `gmtool grad` instead of computing them.")
+    var gradients: String?
+
+    @Option(name: .long, help: "Prune only layers matching this glob pattern (repeatable).")
+    var include: [String] = []
+
+    @Option(name: .long, help: "Never prune layers matching this glob pattern (repeatable), e.g. conv1 or 'conv_preds'.")
+    var exclude: [String] = []
+
+    @Option(name: .long, help: "Per-layer beta, PATTERN=VALUE (repeatable; first match wins).")
+    var layerBeta: [String] = []
+
+    @Option(name: .long, help: "Per-layer gamma, PATTERN=VALUE (repeatable; first match wins).")
+    var layerGamma: [String] = []
+
+    @Flag(name: .long, help: "Leave DepthwiseConv2D kernels (and SeparableConv2D depthwise kernels) unpruned.")
+    var skipDepthwise = false
+
+    @OptionGroup var dataOptions: DataOptions
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Evaluate accuracy before and after on this data (.bin files or a folder).")
+    var evalData: [String] = []
+
+    @Option(name: .long, help: "Split of --eval-data to evaluate on.")
+    var evalSplit: CIFARDataset.Split = .test
+
+    @Flag(name: .long, help: "Evaluate accuracy before and after on the gradient images themselves.")
+    var evalSame = false
+
+    @Flag(name: .long, help: "Print JSON instead of text.")
+    var json = false
+
+    @Flag(name: .long, help: "No progress bar.")
+    var quiet = false
+
+    func validate() throws {
+        if let beta, !(beta >= 0) || !beta.isFinite { throw ValidationError("--beta must be a finite number >= 0") }
+        if gamma.isNaN || gamma < 0 { throw ValidationError("--gamma must be a number >= 0") }
+        if let targetSparsity, !(targetSparsity > 0 && targetSparsity < 1) {
+            throw ValidationError("--target-sparsity must be between 0 and 1 (exclusive)")
+        }
+        if beta == nil && targetSparsity == nil { throw ValidationError("give --beta or --target-sparsity") }
+        if beta != nil && targetSparsity != nil { throw ValidationError("give --beta or --target-sparsity, not both") }
+        if targetSparsity != nil && !layerBeta.isEmpty { throw ValidationError("--layer-beta cannot be combined with --target-sparsity") }
+        if !dryRun {
+            guard let output else { throw ValidationError("give the output file with -o (or --dry-run, or -o MODEL --in-place)") }
+            let same = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
+                == URL(fileURLWithPath: checkpoint.model).standardizedFileURL.resolvingSymlinksInPath()
+            if same && !inPlace { throw ValidationError("the output is the input file; add --in-place to replace it") }
+        }
+        _ = try parseOverrides(layerBeta, flag: "--layer-beta")
+        _ = try parseOverrides(layerGamma, flag: "--layer-gamma")
+    }
+
+    private func parseOverrides(_ items: [String], flag: String) throws -> [(pattern: String, value: Float)] {
+        try items.map { item in
+            guard let equals = item.lastIndex(of: "="), let value = Float(item[item.index(after: equals)...]),
+                  value >= 0, !value.isNaN else {
+                throw ValidationError("\(flag) takes PATTERN=VALUE with VALUE >= 0, got '\(item)'")
+            }
+            return (String(item[..<equals]), value)
+        }
+    }
+
+    func run() throws {
+        let model = try checkpoint.open()
+        var settings = PruningSettings(beta: beta ?? 0, gamma: gamma)
+        settings.include = include
+        settings.exclude = exclude
+        settings.layerBeta = try parseOverrides(layerBeta, flag: "--layer-beta")
+        settings.layerGamma = try parseOverrides(layerGamma, flag: "--layer-gamma")
+        settings.skipDepthwise = skipDepthwise
+        var targets = try settings.targets(in: model)
+        if let output, !dryRun { try checkWritable(output) }
+
+        let usesGradient = targets.contains { $0.gamma.isFinite }
+        let needsNetwork = usesGradient && gradients == nil || !evalData.isEmpty || evalSame
+        let network = needsNetwork ? try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
+                                                 workers: dataOptions.threads) : nil
+        var gradientData: CIFARDataset?
+        if usesGradient && gradients == nil || evalSame {
+            let dataset = try dataOptions.dataset(defaultSplit: .validation)
+            try dataOptions.check(network!, dataset)
+            gradientData = dataset
+        }
+        var evaluation: CIFARDataset?
+        if !evalData.isEmpty {
+            evaluation = try CIFARDataset(paths: evalData, split: evalSplit, limit: dataOptions.limit, scaling: try dataOptions.scaling)
+            try dataOptions.check(network!, evaluation!)
+        } else if evalSame {
+            evaluation = gradientData
+        }
+
+        var log = [String]()
+        func say(_ line: String) { if json { log.append(line) } else { FileHandle.standardError.write(Data("\(line)\n".utf8)) } }
+
+        // dC/dw for the selected kernels.
+        var gradientSource = "none (gamma = inf: magnitude only)"
+        var gradientImages = 0
+        var byWeight: [CheckpointWeight: [Float]] = [:]
+        if usesGradient {
+            if let gradients {
+                byWeight = try GradientFile.read(gradients, for: targets.map(\.weight))
+                gradientSource = gradients
+                gradientImages = Int(Double(GradientFile.attribute(gradients, "images") ?? "") ?? 0)
+            } else if let network, let gradientData {
+                let split = dataOptions.split ?? .validation
+                say("gradients: \(gradientData.files.map(\.path).joined(separator: ", ")) (split \(split.rawValue)\(dataOptions.split == nil ? ", the default" : ""), \(gradientData.count) images, scaling \(gradientData.scaling))")
+                let bar = ProgressBar(total: gradientData.count, label: "gradients", quiet: quiet || json)
+                let report = try network.gradients(gradientData, batchSize: dataOptions.batchSize, progress: bar.update)
+                for (weight, values) in report.gradients { byWeight[weight] = values }
+                gradientSource = gradientData.files.map(\.path).joined(separator: ",")
+                gradientImages = report.images
+            }
+        }
+        for target in targets where byWeight[target.weight] == nil {
+            // Layers whose gamma is infinite need no gradient: any finite |g| passes.
+            byWeight[target.weight] = [Float](repeating: 0, count: target.weight.elementCount)
+        }
+
+        let statistics = try model.statistics()
+        let zerosBefore = statistics.totalParameters - statistics.nonzeroParameters
+        if let targetSparsity {
+            let chosen = try betaForTargetSparsity(model, targets: targets, gradients: byWeight, gamma: gamma, target: targetSparsity,
+                                                   totalParameters: statistics.totalParameters, zerosNow: zerosBefore)
+            settings.beta = chosen
+            targets = try settings.targets(in: model)
+            say("target sparsity \(targetSparsity): chose beta = \(chosen)")
+        }
+
+        let before = try evaluation.map { data in
+            try network!.evaluate(data, batchSize: dataOptions.batchSize, progress: ProgressBar(total: data.count, label: "eval before", quiet: quiet || json).update)
+        }
+        let pruned = try prune(model, targets: targets, gradients: byWeight)
+        for result in pruned where result.report.parameters > 0 && result.report.nonzeroAfter == 0 {
+            say("warning: \(result.report.layer) loses all of its \(result.report.role) weights")
+        }
+        var after: EvaluationReport?
+        if let evaluation, let network {
+            for result in pruned {
+                if let parameter = network.parameters.first(where: { $0.weight == result.target.weight }) {
+                    _ = parameter.values.update(fromContentsOf: result.values)
+                }
+            }
+            network.parametersChanged()
+            after = try network.evaluate(evaluation, batchSize: dataOptions.batchSize,
+                                         progress: ProgressBar(total: evaluation.count, label: "eval after", quiet: quiet || json).update)
+        }
+
+        let prunedNow = pruned.reduce(0) { $0 + $1.report.prunedNow }
+        let removed = pruned.reduce(0) { $0 + $1.report.nonzeroBefore - $1.report.nonzeroAfter }
+        let summary = PruneSummary(
+            model: model.path, output: dryRun ? nil : output, dryRun: dryRun, beta: settings.beta, gamma: gamma,
+            gradients: gradientSource, gradientImages: gradientImages, layers: pruned.map(\.report),
+            totalParameters: statistics.totalParameters, nonzeroBefore: statistics.nonzeroParameters,
+            nonzeroAfter: statistics.nonzeroParameters - removed, prunedNow: prunedNow,
+            accuracyBefore: before?.top1Accuracy, accuracyAfter: after?.top1Accuracy,
+            lossBefore: before?.meanLoss, lossAfter: after?.meanLoss,
+            evaluationData: evaluation?.files.map(\.path), messages: log)
+
+        if !dryRun, let output {
+            var edits = CheckpointEdits()
+            for result in pruned {
+                edits.weights[result.target.weight] = result.values
+                edits.masks[result.target.weight] = result.mask
+            }
+            let formatter = ISO8601DateFormatter()
+            edits.maskAttributes = [
+                "rule": "w = 0 and mask = 0 where |w| < beta and |dC/dw| < gamma and mask != 0",
+                "beta": String(settings.beta), "gamma": String(gamma),
+                "layer_beta": layerBeta.joined(separator: ","), "layer_gamma": layerGamma.joined(separator: ","),
+                "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ","),
+                "skip_depthwise": String(skipDepthwise), "gradient_data": gradientSource,
+                "gradient_images": String(gradientImages), "scaling": gradientData?.scaling.description ?? "",
+                "time": formatter.string(from: Date()), "tool": "gmtool \(gmtoolVersion)", "source": model.path,
+            ]
+            try model.write(to: output, edits: edits)
+        }
+        if json { try printJSON(summary) } else { print(render(summary)) }
+    }
+
+    private func checkWritable(_ output: String) throws {
+        let folder = URL(fileURLWithPath: output).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CommandError("\(output): output folder \(folder) does not exist")
+        }
+        guard FileManager.default.isWritableFile(atPath: folder) else {
+            throw CommandError("\(output): output folder \(folder) is not writable")
+        }
+    }
+
+    private func render(_ s: PruneSummary) -> String {
+        var table = TextTable(headers: ["layer", "weight", "params", "nonzero before", "pruned now", "nonzero after", "sparsity", "beta", "gamma"],
+                              rightAligned: [2, 3, 4, 5, 6, 7, 8])
+        for r in s.layers {
+            table.rows.append([r.layer, r.role, grouped(r.parameters), grouped(r.nonzeroBefore), grouped(r.prunedNow),
+                               grouped(r.nonzeroAfter), percent(r.sparsity, digits: 1), "\(r.beta)", "\(r.gamma)"])
+        }
+        var lines = [table.render(), ""]
+        lines.append("beta \(s.beta), gamma \(s.gamma); gradients: \(s.gradients)\(s.gradientImages > 0 ? " (\(grouped(s.gradientImages)) images)" : "")")
+        lines.append("pruned now:        \(grouped(s.prunedNow)) weights in \(s.layers.count) kernels")
+        lines.append("non-zero:          \(grouped(s.nonzeroBefore)) -> \(grouped(s.nonzeroAfter)) of \(grouped(s.totalParameters)) parameters")
+        lines.append("sparsity:          \(percent(s.sparsityBefore)) -> \(percent(s.sparsityAfter)) (\(String(format: "%.2f", Double(s.totalParameters) / Double(max(1, s.nonzeroAfter))))x fewer non-zeros than parameters)")
+        if let a = s.accuracyBefore, let b = s.accuracyAfter {
+            lines.append("top-1 accuracy:    \(percent(a)) -> \(percent(b)) (\(String(format: "%+.2f", (b - a) * 100)) points) on \(s.evaluationData?.joined(separator: ", ") ?? "")")
+        }
+        lines.append(s.dryRun ? "dry run: nothing written" : "wrote \(s.output ?? "")")
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct PruneSummary: Encodable {
+    var model: String
+    var output: String?
+    var dryRun: Bool
+    var beta: Float
+    var gamma: Float
+    var gradients: String
+    var gradientImages: Int
+    var layers: [WeightPruning]
+    var totalParameters: Int
+    var nonzeroBefore: Int
+    var nonzeroAfter: Int
+    var prunedNow: Int
+    var accuracyBefore: Double?
+    var accuracyAfter: Double?
+    var lossBefore: Double?
+    var lossAfter: Double?
+    var evaluationData: [String]?
+    var messages: [String]
+
+    var sparsityBefore: Double { 1 - Double(nonzeroBefore) / Double(max(1, totalParameters)) }
+    var sparsityAfter: Double { 1 - Double(nonzeroAfter) / Double(max(1, totalParameters)) }
+
+    enum CodingKeys: String, CodingKey {
+        case model, output, dryRun = "dry_run", beta, gamma, gradients, gradientImages = "gradient_images", layers
+        case totalParameters = "total_parameters", nonzeroBefore = "nonzero_before", nonzeroAfter = "nonzero_after"
+        case prunedNow = "pruned_now", accuracyBefore = "accuracy_before", accuracyAfter = "accuracy_after"
+        case lossBefore = "loss_before", lossAfter = "loss_after", evaluationData = "evaluation_data", messages
+        case sparsityBefore = "sparsity_before", sparsityAfter = "sparsity_after"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model)
+        try c.encodeIfPresent(output, forKey: .output)
+        try c.encode(dryRun, forKey: .dryRun)
+        try c.encode(beta, forKey: .beta)
+        try c.encode(gamma.isFinite ? Double(gamma) : Double.greatestFiniteMagnitude, forKey: .gamma)
+        try c.encode(gradients, forKey: .gradients)
+        try c.encode(gradientImages, forKey: .gradientImages)
+        try c.encode(layers.map { layer -> WeightPruning in var l = layer; if !l.gamma.isFinite { l.gamma = .greatestFiniteMagnitude }; return l }, forKey: .layers)
+        try c.encode(totalParameters, forKey: .totalParameters)
+        try c.encode(nonzeroBefore, forKey: .nonzeroBefore)
+        try c.encode(nonzeroAfter, forKey: .nonzeroAfter)
+        try c.encode(prunedNow, forKey: .prunedNow)
+        try c.encode(sparsityBefore, forKey: .sparsityBefore)
+        try c.encode(sparsityAfter, forKey: .sparsityAfter)
+        try c.encodeIfPresent(accuracyBefore, forKey: .accuracyBefore)
+        try c.encodeIfPresent(accuracyAfter, forKey: .accuracyAfter)
+        try c.encodeIfPresent(lossBefore, forKey: .lossBefore)
+        try c.encodeIfPresent(lossAfter, forKey: .lossAfter)
+        try c.encodeIfPresent(evaluationData, forKey: .evaluationData)
+        try c.encode(messages, forKey: .messages)
+    }
+}

@@ -1,0 +1,2 @@
+import Pruning
+extension PruningError: UserFacingError {}
