@@ -59,6 +59,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Kernel micro-benchmarks for benchmarks/bench.py.
+        .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "Pruning"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),

@@ -11,6 +11,10 @@ Sections
               32x32, batch 100: gmtool vs TensorFlow 2.15 (tf.function) and PyTorch (if installed),
               the peers timed by ../shared/bench/bench_peers.py on the same images. Also the
               FLOP rate gmtool reaches against the machine's measured sgemm rate.
+  rule        the pruning rule alone over 14 million float32 weights: gmtool's kernel vs NumPy
+              (bench_peers.py --sections numpy, naive and preallocated) vs memcpy of the same arrays.
+  prune       the whole `gmtool prune` on MobileNet alpha 1.0 with the 10,000 validation images
+              vs benchmarks/prune_tf.py (TensorFlow + NumPy + h5py), both whole processes.
   memory      peak resident memory of `gmtool eval` and `gmtool grad` over 1,000 and 10,000
               images (it must not grow with the image count).
 
@@ -168,6 +172,45 @@ def section_throughput(models, n, repeats, with_torch):
     return results
 
 
+def section_rule(models, repeats):
+    model = os.path.join(models, "mobilenet_a1.0_top.h5")
+    bench = os.path.join(ROOT, ".build", "release", "gmtool-bench")
+    mine = json.loads(run([bench, "rule", model, "--repeats", str(repeats)]).stdout)
+    peers_out = os.path.join(OUT, "results-numpy.json")
+    run([PY, os.path.join(PEERS, "bench_peers.py"), "--sections", "numpy", "--repeats", str(repeats), "--out", peers_out],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    peers = json.load(open(peers_out))
+    numpy_rows = [r for r in peers.get("results", []) if isinstance(r, dict) and r.get("section") == "numpy" and "Algorithm 1" in r.get("name", "")]
+    print(f"\n== rule: {mine['params']:,} float32 weights in {mine['arrays']} tensors, ~{100 * mine['pruned_fraction']:.0f}% pruned, best of {repeats}")
+    print(f"{'implementation':<46}{'ms':>9}{'vs gmtool':>11}")
+    ref = mine["rule_parallel_s"]
+    print(f"{'gmtool rule, ' + str(mine['threads']) + ' threads (as gmtool prune runs it)':<46}{1e3 * ref:>9.1f}{1:>10.1f}x")
+    print(f"{'gmtool rule, 1 thread':<46}{1e3 * mine['rule_s']:>9.1f}{mine['rule_s'] / ref:>10.1f}x")
+    for r in numpy_rows:
+        print(f"{r['name'].replace('(d) ', '') + ' (1 thread)':<46}{1e3 * r['best_s']:>9.1f}{r['best_s'] / ref:>10.1f}x")
+    print(f"{'memcpy of w, g and mask, 1 thread':<46}{1e3 * mine['copy_s']:>9.1f}{mine['copy_s'] / ref:>10.1f}x")
+    print("(gmtool also reads and writes the existing mask; NumPy's version only writes one)")
+    return {"gmtool": mine, "numpy": numpy_rows}
+
+
+def section_prune(models, repeats):
+    model = os.path.join(models, "mobilenet_a1.0_top.h5")
+    data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg", "data_batch_5.bin")
+    mine = [GMTOOL, "prune", model, "--beta", "0.05", "--gamma", "0.001", "--data", data, "-o", os.path.join(OUT, "pruned-gmtool.h5"), "--quiet"]
+    theirs = [PY, os.path.join(ROOT, "benchmarks", "prune_tf.py"), model, data, os.path.join(OUT, "pruned-tf.h5"), "0.05", "0.001"]
+    g = timed(mine, repeats)
+    t = timed(theirs, repeats)
+    a = json.loads(run(mine + ["--json"]).stdout)["pruned_now"]
+    b = int(run(theirs).stdout.split()[-1])
+    print(f"\n== prune: MobileNet alpha 1.0, beta 0.05, gamma 0.001, 10,000 validation images (whole processes)")
+    print(f"{'tool':<40}{'best s':>9}{'median s':>10}{'pruned':>12}")
+    print(f"{'gmtool prune':<40}{g[0]:>9.2f}{g[1]:>10.2f}{a:>12,}")
+    print(f"{'TensorFlow 2.15 + NumPy + h5py script':<40}{t[0]:>9.2f}{t[1]:>10.2f}{b:>12,}")
+    print(f"gmtool is {t[0] / g[0]:.1f}x faster; pruned counts differ by {abs(a - b):,} "
+          f"(weights whose |g| lies near gamma, where the two tools' float32 gradients differ)")
+    return {"gmtool_s": g, "tf_s": t, "pruned_gmtool": a, "pruned_tf": b}
+
+
 def section_memory(models):
     model = os.path.join(models, "mobilenet_a1.0_top.h5")
     data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
@@ -188,7 +231,7 @@ def section_memory(models):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default="stats,throughput,memory")
+    ap.add_argument("--sections", default="stats,throughput,rule,prune,memory")
     ap.add_argument("--n", type=int, default=2000, help="images for the throughput section")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
@@ -206,6 +249,10 @@ def main():
         results["stats"] = section_stats(models, args.repeats)
     if "throughput" in sections:
         results["throughput"] = section_throughput(models, args.n, args.repeats, with_torch)
+    if "rule" in sections:
+        results["rule"] = section_rule(models, args.repeats)
+    if "prune" in sections:
+        results["prune"] = section_prune(models, args.repeats)
     if "memory" in sections:
         results["memory"] = section_memory(models)
     with open(os.path.join(OUT, "results.json"), "w") as f:

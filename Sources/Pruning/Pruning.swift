@@ -99,29 +99,43 @@ public struct PrunedWeight {
 /// in the checkpoint are honoured (their zero bits stay zero, their weights exactly zero).
 public func prune(_ checkpoint: Checkpoint, targets: [PruningTarget],
                   gradients: [CheckpointWeight: [Float]]) throws -> [PrunedWeight] {
-    try targets.map { target in
+    var values: [UnsafeMutableBufferPointer<Float>] = []
+    var masks: [UnsafeMutableBufferPointer<UInt8>] = []
+    var gradientCopies: [UnsafeMutableBufferPointer<Float>] = []
+    defer { (values + gradientCopies).forEach { $0.deallocate() }; masks.forEach { $0.deallocate() } }
+    var jobs: [PruningJob] = []
+    var nonzeroBefore: [Int] = []
+    for target in targets {
         let weight = target.weight
-        var values = try checkpoint.read(weight)
-        var mask = try checkpoint.mask(for: weight) ?? [UInt8](repeating: 1, count: values.count)
-        guard let gradient = gradients[weight], gradient.count == values.count else {
+        let read = try checkpoint.read(weight)
+        guard let gradient = gradients[weight], gradient.count == read.count else {
             throw PruningError("no gradient for \(weight.datasetPath)")
         }
-        let nonzeroBefore = values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-        let pruned = values.withUnsafeMutableBufferPointer { w in
-            mask.withUnsafeMutableBufferPointer { m in
-                gradient.withUnsafeBufferPointer { g in
-                    applyPruningRule(weights: w.baseAddress!, gradients: g.baseAddress!, mask: m.baseAddress!,
-                                     count: w.count, beta: target.beta, gamma: target.gamma)
-                }
-            }
-        }
-        let nonzeroAfter = values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+        let v = UnsafeMutableBufferPointer<Float>.allocate(capacity: read.count)
+        _ = v.initialize(from: read)
+        values.append(v)
+        let m = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: read.count)
+        _ = m.initialize(from: try checkpoint.mask(for: weight) ?? [UInt8](repeating: 1, count: read.count))
+        masks.append(m)
+        nonzeroBefore.append(read.reduce(0) { $0 + ($1 != 0 ? 1 : 0) })
+        // Stable storage for the threads (an array's buffer pointer must not escape its closure).
+        let g = UnsafeMutableBufferPointer<Float>.allocate(capacity: gradient.count)
+        _ = g.initialize(from: gradient)
+        gradientCopies.append(g)
+        jobs.append(PruningJob(weights: v.baseAddress!, gradients: g.baseAddress!, mask: m.baseAddress!, count: read.count,
+                               beta: target.beta, gamma: target.gamma))
+    }
+    let pruned = applyPruningRule(to: jobs)
+    return targets.indices.map { index in
+        let target = targets[index], weight = target.weight
+        let after = Array(values[index]), mask = Array(masks[index])
+        let nonzeroAfter = after.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
         let report = WeightPruning(
-            layer: weight.layerName, weight: weight.name, role: weight.role.description, parameters: values.count,
-            nonzeroBefore: nonzeroBefore, prunedNow: pruned, nonzeroAfter: nonzeroAfter,
-            sparsity: values.isEmpty ? 0 : 1 - Double(nonzeroAfter) / Double(values.count),
+            layer: weight.layerName, weight: weight.name, role: weight.role.description, parameters: after.count,
+            nonzeroBefore: nonzeroBefore[index], prunedNow: pruned[index], nonzeroAfter: nonzeroAfter,
+            sparsity: after.isEmpty ? 0 : 1 - Double(nonzeroAfter) / Double(after.count),
             beta: target.beta, gamma: target.gamma)
-        return PrunedWeight(target: target, values: values, mask: mask, report: report)
+        return PrunedWeight(target: target, values: after, mask: mask, report: report)
     }
 }
 

@@ -1,3 +1,6 @@
+import Dispatch
+import Foundation
+
 /// The paper's rule (Belay 2022, Algorithm 1) on one tensor: where the mask bit is 1,
 /// |w| < beta and |g| < gamma (both strict), set w = 0 and the bit to 0. Where the bit is already
 /// 0 the weight is forced to exactly 0, so pruned weights stay pruned. A NaN never satisfies `<`,
@@ -48,4 +51,50 @@ public func applyPruningRule(
         i += 1
     }
     return pruned
+}
+
+/// One tensor for `applyPruningRule(to:)`.
+public struct PruningJob {
+    public var weights: UnsafeMutablePointer<Float>
+    public var gradients: UnsafePointer<Float>
+    public var mask: UnsafeMutablePointer<UInt8>
+    public var count: Int
+    public var beta: Float
+    public var gamma: Float
+
+    public init(weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, mask: UnsafeMutablePointer<UInt8>,
+                count: Int, beta: Float, gamma: Float) {
+        (self.weights, self.gradients, self.mask, self.count, self.beta, self.gamma) = (weights, gradients, mask, count, beta, gamma)
+    }
+}
+
+/// Applies the rule to many tensors on `threads` cores: the elements are cut into equal
+/// contiguous slices across the whole list (one core alone does not saturate memory bandwidth).
+/// Returns the pruned count of each job.
+public func applyPruningRule(to jobs: [PruningJob], threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> [Int] {
+    let total = jobs.reduce(0) { $0 + $1.count }
+    let workers = max(1, min(threads, total / 65_536 + 1))
+    let share = (total + workers - 1) / workers
+    let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: jobs.count * workers)
+    counts.initialize(repeating: 0)
+    defer { counts.deallocate() }
+    nonisolated(unsafe) let shared = counts
+    nonisolated(unsafe) let work = jobs
+    // Each worker owns elements [worker * share, (worker + 1) * share) of the concatenation and
+    // its own row of counts: no two threads touch the same byte.
+    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        let begin = worker * share, end = min(total, begin + share)
+        var offset = 0
+        for (index, job) in work.enumerated() {
+            let low = max(begin, offset), high = min(end, offset + job.count)
+            if low < high {
+                let start = low - offset
+                shared[worker * work.count + index] = applyPruningRule(
+                    weights: job.weights + start, gradients: job.gradients + start, mask: job.mask + start,
+                    count: high - low, beta: job.beta, gamma: job.gamma)
+            }
+            offset += job.count
+        }
+    }
+    return (0..<jobs.count).map { index in (0..<workers).reduce(0) { $0 + counts[$1 * jobs.count + index] } }
 }

@@ -150,3 +150,42 @@ func applyRule(_ w: inout [Float], _ g: [Float], _ mask: inout [UInt8], beta: Fl
         }
     }
 }
+
+@Suite struct ParallelRuleTests {
+    /// The multi-threaded rule over many tensors equals the single-tensor rule on each.
+    @Test func parallelEqualsSerial() {
+        var generator = SystemRandomNumberGenerator()
+        let sizes = [70_000, 3, 150_001, 16, 99_999]
+        let total = sizes.reduce(0, +)
+        let w0 = (0..<total).map { _ in Float.random(in: -0.1...0.1, using: &generator) }
+        let g = (0..<total).map { _ in Float.random(in: -0.01...0.01, using: &generator) }
+        var (w1, m1) = (w0, [UInt8](repeating: 1, count: total))
+        var (w2, m2) = (w0, [UInt8](repeating: 1, count: total))
+        var serial: [Int] = []
+        var offset = 0
+        for size in sizes {
+            var w = Array(w1[offset..<(offset + size)]), m = Array(m1[offset..<(offset + size)])
+            serial.append(applyRule(&w, Array(g[offset..<(offset + size)]), &m, beta: 0.05, gamma: 0.005))
+            w1.replaceSubrange(offset..<(offset + size), with: w)
+            m1.replaceSubrange(offset..<(offset + size), with: m)
+            offset += size
+        }
+        let parallel: [Int] = w2.withUnsafeMutableBufferPointer { w in
+            m2.withUnsafeMutableBufferPointer { m in
+                g.withUnsafeBufferPointer { gp in
+                    var jobs: [PruningJob] = []
+                    var start = 0
+                    for size in sizes {
+                        jobs.append(PruningJob(weights: w.baseAddress! + start, gradients: gp.baseAddress! + start,
+                                               mask: m.baseAddress! + start, count: size, beta: 0.05, gamma: 0.005))
+                        start += size
+                    }
+                    return applyPruningRule(to: jobs, threads: 3)
+                }
+            }
+        }
+        #expect(parallel == serial)
+        #expect(w1.map(\.bitPattern) == w2.map(\.bitPattern))
+        #expect(m1 == m2)
+    }
+}

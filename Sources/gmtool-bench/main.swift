@@ -1,0 +1,121 @@
+// gmtool-bench: micro-benchmarks of gmtool's kernels, run by benchmarks/bench.py next to the peer
+// tools. Not part of the user-facing tool.
+//
+//   gmtool-bench rule MODEL.h5 [--params N] [--repeats R]
+//     The pruning rule over N float32 weights (default 14,000,000) in tensors of MODEL's kernel
+//     sizes, cycled, w ~ N(0, 0.05), g ~ N(0, 0.001), beta and gamma set so that ~90% is pruned
+//     (the NumPy peer's setting), against memcpy of the same arrays (the memory-bandwidth floor).
+import Foundation
+import KerasCheckpoint
+import Pruning
+
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    /// Box-Muller.
+    mutating func normal() -> Double { (-2 * log(max(uniform(), 1e-300))).squareRoot() * cos(2 * .pi * uniform()) }
+}
+
+/// The z with P(|N(0,1)| < z) = p, by bisection on erf.
+func twoSidedQuantile(_ p: Double) -> Double {
+    var low = 0.0, high = 10.0
+    for _ in 0..<200 {
+        let mid = (low + high) / 2
+        if erf(mid / 2.0.squareRoot()) < p { low = mid } else { high = mid }
+    }
+    return (low + high) / 2
+}
+
+func seconds(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func benchRule(_ arguments: [String]) throws {
+    guard let model = arguments.first else { print("usage: gmtool-bench rule MODEL.h5 [--params N] [--repeats R]"); exit(2) }
+    var total = 14_000_000, repeats = 5
+    if let i = arguments.firstIndex(of: "--params"), i + 1 < arguments.count { total = Int(arguments[i + 1]) ?? total }
+    if let i = arguments.firstIndex(of: "--repeats"), i + 1 < arguments.count { repeats = Int(arguments[i + 1]) ?? repeats }
+    let kernels = try Checkpoint.open(model).weights.filter(\.prunable).map(\.elementCount)
+    var sizes: [Int] = []
+    var filled = 0, index = 0
+    while filled < total {
+        let size = min(kernels[index % kernels.count], total - filled)
+        sizes.append(size)
+        filled += size
+        index += 1
+    }
+    var random = SplitMix(state: 1234)
+    let pristine = UnsafeMutableBufferPointer<Float>.allocate(capacity: total)
+    let weights = UnsafeMutableBufferPointer<Float>.allocate(capacity: total)
+    let gradients = UnsafeMutableBufferPointer<Float>.allocate(capacity: total)
+    let masks = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: total)
+    let copyFloats = UnsafeMutableBufferPointer<Float>.allocate(capacity: 2 * total)
+    let copyBytes = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: total)
+    for i in 0..<total {
+        pristine[i] = Float(random.normal() * 0.05)
+        gradients[i] = Float(random.normal() * 0.001)
+    }
+    let z = twoSidedQuantile(0.9.squareRoot())
+    let beta = Float(z * 0.05), gamma = Float(z * 0.001)
+    var bestRule = Double.infinity, bestParallel = Double.infinity, bestCopy = Double.infinity, pruned = 0, prunedParallel = 0
+    var jobs: [PruningJob] = []
+    var start = 0
+    for size in sizes {
+        jobs.append(PruningJob(weights: weights.baseAddress! + start, gradients: gradients.baseAddress! + start,
+                               mask: masks.baseAddress! + start, count: size, beta: beta, gamma: gamma))
+        start += size
+    }
+    for _ in 0..<(repeats + 1) {
+        _ = weights.update(fromContentsOf: pristine)
+        masks.update(repeating: 1)
+        let t = seconds {
+            pruned = 0
+            var offset = 0
+            for size in sizes {
+                pruned += applyPruningRule(weights: weights.baseAddress! + offset, gradients: gradients.baseAddress! + offset,
+                                           mask: masks.baseAddress! + offset, count: size, beta: beta, gamma: gamma)
+                offset += size
+            }
+        }
+        bestRule = min(bestRule, t)
+        _ = weights.update(fromContentsOf: pristine)
+        masks.update(repeating: 1)
+        let p = seconds { prunedParallel = applyPruningRule(to: jobs).reduce(0, +) }
+        bestParallel = min(bestParallel, p)
+        precondition(prunedParallel == pruned, "parallel and serial rule disagree")
+        let c = seconds {
+            var offset = 0
+            for size in sizes {
+                memcpy(copyFloats.baseAddress! + offset, weights.baseAddress! + offset, size * 4)
+                memcpy(copyFloats.baseAddress! + total + offset, gradients.baseAddress! + offset, size * 4)
+                memcpy(copyBytes.baseAddress! + offset, masks.baseAddress! + offset, size)
+                offset += size
+            }
+        }
+        bestCopy = min(bestCopy, c)
+    }
+    let result: [String: Any] = [
+        "params": total, "arrays": sizes.count, "beta": Double(beta), "gamma": Double(gamma),
+        "pruned_fraction": Double(pruned) / Double(total), "rule_s": bestRule, "rule_parallel_s": bestParallel,
+        "threads": ProcessInfo.processInfo.activeProcessorCount, "copy_s": bestCopy, "repeats": repeats,
+    ]
+    let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+switch arguments.first {
+case "rule": try benchRule(Array(arguments.dropFirst()))
+default:
+    print("usage: gmtool-bench rule MODEL.h5 [--params N] [--repeats R]")
+    exit(2)
+}
