@@ -20,3 +20,9 @@ $gmtool eval "$model" --data "$data"
 echo
 echo "== gmtool grad $model --data $data --split validation -o $out/gradients.h5"
 $gmtool grad "$model" --data "$data" --split validation -o "$out/gradients.h5"
+echo
+echo "== gmtool prune $model --beta 0.05 --gamma 0.001 --data $data --eval-data $data -o $out/pruned.h5"
+$gmtool prune "$model" --beta 0.05 --gamma 0.001 --data "$data" --eval-data "$data" -o "$out/pruned.h5" | tail -6
+echo
+echo "== gmtool stats $out/pruned.h5 (totals)"
+$gmtool stats "$out/pruned.h5" | grep -E "^(total|non-zero|sparsity|masks)"
