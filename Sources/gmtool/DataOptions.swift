@@ -1,6 +1,7 @@
 import ArgumentParser
 import CIFAR
 import Foundation
+import KerasCheckpoint
 import Network
 
 /// The data flags shared by every command that reads images (eval, grad, prune, train).
@@ -63,6 +64,14 @@ struct DataOptions: ParsableArguments {
     func dataset(defaultSplit: CIFARDataset.Split = .test) throws -> CIFARDataset {
         guard !data.isEmpty else { throw ValidationError("--data is required") }
         return try CIFARDataset(paths: data, split: split ?? defaultSplit, limit: limit, scaling: try scaling)
+    }
+
+    /// Builds the network for CIFAR-10 images (checked against `dataset` when given).
+    func network(_ model: Checkpoint, for dataset: CIFARDataset? = nil) throws -> Network {
+        let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
+                                  workers: threads)
+        if let dataset { try check(network, dataset) }
+        return network
     }
 
     /// Checks that the network takes CIFAR-10 images and predicts 10 classes.

@@ -26,9 +26,7 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let model = try checkpoint.open()
         let dataset = try dataOptions.dataset()
-        let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
-                                  workers: dataOptions.threads)
-        try dataOptions.check(network, dataset)
+        let network = try dataOptions.network(model, for: dataset)
         let bar = ProgressBar(total: dataset.count, label: "eval", quiet: quiet || json)
         let report = try network.evaluate(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
         let statistics = try model.statistics()

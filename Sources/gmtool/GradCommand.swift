@@ -37,9 +37,7 @@ struct GradCommand: ParsableCommand {
     func run() throws {
         let model = try checkpoint.open()
         let dataset = try dataOptions.dataset()
-        let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
-                                  workers: dataOptions.threads)
-        try dataOptions.check(network, dataset)
+        let network = try dataOptions.network(model, for: dataset)
         let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet || json)
         let report = try network.gradients(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
         try GradientFile.write(

@@ -116,8 +116,7 @@ struct PruneCommand: ParsableCommand {
 
         let usesGradient = targets.contains { $0.gamma.isFinite }
         let needsNetwork = usesGradient && gradients == nil || !evalData.isEmpty || evalSame
-        let network = needsNetwork ? try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
-                                                 workers: dataOptions.threads) : nil
+        let network = needsNetwork ? try dataOptions.network(model) : nil
         var gradientData: CIFARDataset?
         if usesGradient && gradients == nil || evalSame {
             let dataset = try dataOptions.dataset(defaultSplit: .validation)
