@@ -15,6 +15,11 @@ Sections
               (bench_peers.py --sections numpy, naive and preallocated) vs memcpy of the same arrays.
   prune       the whole `gmtool prune` on MobileNet alpha 1.0 with the 10,000 validation images
               vs benchmarks/prune_tf.py (TensorFlow + NumPy + h5py), both whole processes.
+  export      MobileNet alpha 1.0 pruned to 90% (gmtool prune --target-sparsity 0.9): `gmtool export`
+              file size and time vs benchmarks/export_scipy.py (scipy CSR + h5py gzip, same kernels).
+  sparse      inference images/s from the sparse export (CSR kernels) vs gmtool's dense path on the
+              pruned .h5 vs TensorFlow 2.15 on the pruned .h5, batch 1 and 100, at 90% sparsity;
+              and the sparsity at which the sparse path breaks even with the dense one.
   memory      peak resident memory of `gmtool eval` and `gmtool grad` over 1,000 and 10,000
               images (it must not grow with the image count).
 
@@ -211,6 +216,69 @@ def section_prune(models, repeats):
     return {"gmtool_s": g, "tf_s": t, "pruned_gmtool": a, "pruned_tf": b}
 
 
+def pruned_model(models, sparsity):
+    """MobileNet alpha 1.0 with every kernel magnitude-pruned to `sparsity` (as the peer script's
+    CSR section does; a global threshold on these random-init weights would empty whole layers),
+    and its CSR export."""
+    dense = os.path.join(OUT, f"mobilenet_a1.0_{int(round(sparsity * 100))}pl.h5")
+    sparse = dense.replace(".h5", ".csr.h5")
+    if not os.path.exists(sparse):
+        run([GMTOOL, "prune", os.path.join(models, "mobilenet_a1.0_top.h5"), "--target-sparsity", str(sparsity), "--per-layer",
+             "-o", dense, "--json"])
+        run([GMTOOL, "export", dense, "-o", sparse, "--json"])
+    return dense, sparse
+
+
+def section_export(models, repeats):
+    dense, _ = pruned_model(models, 0.9)
+    out = os.path.join(OUT, "gmtool-export.csr.h5")
+    best = float("inf")
+    report = None
+    for _ in range(repeats + 1):
+        report = json.loads(run([GMTOOL, "export", dense, "-o", out, "--json"]).stdout)
+        best = min(best, report["seconds"])
+    theirs = json.loads(run([PY, os.path.join(ROOT, "benchmarks", "export_scipy.py"), dense, os.path.join(OUT, "scipy-export.h5"),
+                             "--repeats", str(repeats)]).stdout)
+    print(f"\n== export: MobileNet alpha 1.0, every kernel 90% sparse ({os.path.getsize(dense) / 1e6:.2f} MB dense .h5), best of {repeats}")
+    print(f"{'':<44}{'file MB':>9}{'kernels MB':>12}{'seconds':>10}")
+    print(f"{'gmtool export --csr (whole model)':<44}{report['output_file_bytes'] / 1e6:>9.2f}{report['stored_kernel_bytes'] / 1e6:>12.2f}{best:>10.3f}")
+    print(f"{'scipy CSR + h5py gzip 4 (kernels only)':<44}{theirs['file_bytes'] / 1e6:>9.2f}{theirs['file_bytes'] / 1e6:>12.2f}{theirs['seconds']:>10.3f}")
+    print(f"(gmtool: deflate + shuffle, int32 indices, every tensor and the model config; scipy round trip ok: {theirs['roundtrip_ok']};"
+          f" bitmask would need {report['bitmask_bytes'] / 1e6:.2f} MB, CSR {report['csr_bytes'] / 1e6:.2f} MB before compression)")
+    return {"gmtool": report, "gmtool_best_s": best, "scipy": theirs}
+
+
+def eval_ips(model, data, batch, extra=()):
+    return json.loads(run([GMTOOL, "eval", model, "--data", data, "--batch-size", str(batch), "--json", *extra]).stdout)["images_per_second"]
+
+
+def section_sparse(models, n, repeats):
+    data = os.path.join(OUT, f"random_{n}.bin")
+    write_cifar_bin(data, n, seed=0)
+    dense, sparse = pruned_model(models, 0.9)
+    print(f"\n== sparse inference: MobileNet alpha 1.0, every kernel 90% sparse, {n} images, best of {repeats}")
+    print(f"{'batch':<7}{'gmtool CSR img/s':>18}{'gmtool dense img/s':>20}{'TensorFlow img/s':>18}")
+    rows = []
+    for batch in (1, 100):
+        images = min(n, 500) if batch == 1 else n
+        d = os.path.join(OUT, f"random_{images}.bin")
+        write_cifar_bin(d, images, seed=0)
+        s_ips = max(eval_ips(sparse, d, batch) for _ in range(repeats))
+        d_ips = max(eval_ips(dense, d, batch) for _ in range(repeats))
+        t_ips = json.loads(run([PY, os.path.join(ROOT, "benchmarks", "tf_infer.py"), dense, d, str(batch), str(images)]).stdout)["images_per_second"]
+        print(f"{batch:<7}{s_ips:>18,.0f}{d_ips:>20,.0f}{t_ips:>18,.0f}")
+        rows.append({"batch": batch, "sparse": s_ips, "dense": d_ips, "tf": t_ips})
+    print("break-even (batch 1): sparse / dense images/s by per-kernel sparsity")
+    even = []
+    d500 = os.path.join(OUT, "random_500.bin")
+    for sparsity in (0.5, 0.7, 0.8, 0.9, 0.95):
+        dense_s, sparse_s = pruned_model(models, sparsity)
+        ratio = max(eval_ips(sparse_s, d500, 1) for _ in range(repeats)) / max(eval_ips(dense_s, d500, 1) for _ in range(repeats))
+        print(f"  {sparsity:.2f}: {ratio:.2f}x")
+        even.append({"sparsity": sparsity, "sparse_over_dense": ratio})
+    return {"rows": rows, "break_even": even}
+
+
 def section_memory(models):
     model = os.path.join(models, "mobilenet_a1.0_top.h5")
     data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
@@ -231,7 +299,7 @@ def section_memory(models):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default="stats,throughput,rule,prune,memory")
+    ap.add_argument("--sections", default="stats,throughput,rule,prune,export,sparse,memory")
     ap.add_argument("--n", type=int, default=2000, help="images for the throughput section")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
@@ -253,6 +321,10 @@ def main():
         results["rule"] = section_rule(models, args.repeats)
     if "prune" in sections:
         results["prune"] = section_prune(models, args.repeats)
+    if "export" in sections:
+        results["export"] = section_export(models, args.repeats)
+    if "sparse" in sections:
+        results["sparse"] = section_sparse(models, args.n, args.repeats)
     if "memory" in sections:
         results["memory"] = section_memory(models)
     with open(os.path.join(OUT, "results.json"), "w") as f:

@@ -166,11 +166,16 @@ public final class HDF5File {
         }
     }
 
-    /// Creates a new file, replacing any file at `path`. Wraps `H5Fcreate`.
-    public static func create(_ path: String) throws -> HDF5File {
+    /// Creates a new file, replacing any file at `path`. Wraps `H5Fcreate`. `compact` writes
+    /// the HDF5 1.8 object format (smaller headers, compact groups), which HDF5 1.8+ and h5py read
+    /// but Keras' own writer never produces; the default keeps the oldest format.
+    public static func create(_ path: String, compact: Bool = false) throws -> HDF5File {
         try locked {
             librarySetUp
-            let id = try check(H5Fcreate(path, gm_H5F_ACC_TRUNC(), gm_H5P_DEFAULT(), gm_H5P_DEFAULT()),
+            let access = H5Pcreate(gm_H5P_FILE_ACCESS())
+            defer { H5Pclose(access) }
+            if compact { H5Pset_libver_bounds(access, H5F_LIBVER_V110, H5F_LIBVER_V110) }
+            let id = try check(H5Fcreate(path, gm_H5F_ACC_TRUNC(), gm_H5P_DEFAULT(), access),
                                "create file", path)
             return HDF5File(handle: Handle(id, close: H5Fclose), path: path)
         }
@@ -400,9 +405,12 @@ public struct HDF5StorageOptions: Sendable {
     public var deflateLevel: Int?
     /// Byte-shuffle before compressing (helps floats and wide integers).
     public var shuffle: Bool
-    public init(deflateLevel: Int? = nil, shuffle: Bool = false) {
+    /// Datasets smaller than this are stored contiguous, uncompressed.
+    public var minimumCompressedBytes: Int
+    public init(deflateLevel: Int? = nil, shuffle: Bool = false, minimumCompressedBytes: Int = 1) {
         self.deflateLevel = deflateLevel
         self.shuffle = shuffle
+        self.minimumCompressedBytes = minimumCompressedBytes
     }
     public static let contiguous = HDF5StorageOptions()
 }
@@ -516,7 +524,9 @@ public final class HDF5Group: HDF5Object {
             defer { H5Sclose(space) }
             let properties = H5Pcreate(gm_H5P_DATASET_CREATE())
             defer { H5Pclose(properties) }
-            if let level = storage.deflateLevel, count > 0, !shape.isEmpty {
+            // Compression pays only past a few kilobytes: a chunk index costs more than it saves
+            // on small tensors (biases, BatchNorm vectors).
+            if let level = storage.deflateLevel, count * MemoryLayout<T>.size >= storage.minimumCompressedBytes, !shape.isEmpty {
                 // One chunk for the whole array up to 1M elements along the first axis; small
                 // tensors gain nothing from finer chunks and this keeps metadata tiny.
                 var chunk = dimensions

@@ -12,6 +12,8 @@ public enum CheckpointLayout: String, Sendable, Codable {
     case kerasWeights = "keras3_weights_h5"
     /// Keras 3 `.keras` zip: `config.json` + `model.weights.h5` in the layout above.
     case kerasArchive = "keras3_archive"
+    /// gmtool's sparse export (`gmtool export`): CSR or bitmask kernels plus the model config.
+    case sparseExport = "gmtool_sparse"
 }
 
 /// One weight tensor of the model and where it lives in the file.
@@ -60,6 +62,8 @@ public final class Checkpoint {
     let file: HDF5File
     /// For archives: the zip entries, kept to write the archive back.
     let archive: KerasArchive?
+    /// For sparse exports: where each weight (by its original dataset path) lives in this file.
+    let sparseMembers: [String: String]
 
     public var weights: [CheckpointWeight] { layers.flatMap(\.weights) }
 
@@ -96,12 +100,26 @@ public final class Checkpoint {
             kerasVersion = archive.metadata?["keras_version"]?.string
             backend = nil
             layers = try Self.kerasWeightsLayers(file: file, config: config, source: path)
+            sparseMembers = [:]
             return
         }
 
         archive = nil
         file = try Self.openHDF5(path, reportedAs: path)
         let root = file.root
+        if root.hasAttribute("gmtool_format") {
+            guard (try? Self.readString(root, "gmtool_format", path)) == sparseFormatName else {
+                throw CheckpointError(file: path, problem: "has an unknown gmtool_format")
+            }
+            let config = try ModelConfig(json: try Self.readString(root, "model_config", path), source: path)
+            modelConfig = config
+            layout = .sparseExport
+            kerasVersion = try? Self.readString(root, "keras_version", path)
+            backend = try? Self.readString(root, "backend", path)
+            (layers, sparseMembers) = try Self.sparseLayers(root, config: config, source: path)
+            return
+        }
+        sparseMembers = [:]
         if root.hasAttribute("model_config") {
             guard root.kind(of: "model_weights") == .group else {
                 throw CheckpointError(file: path, object: "/model_weights", problem: "missing (a full-model file needs it)")
@@ -319,6 +337,7 @@ public final class Checkpoint {
 
     /// Reads a weight as float32 (libhdf5 converts from the stored precision).
     public func read(_ weight: CheckpointWeight) throws -> [Float] {
+        if layout == .sparseExport { return try readSparseMember(weight).values }
         do { return try file.root.dataset(weight.datasetPath).read(as: Float.self) } catch let error as HDF5Error {
             throw CheckpointError(file: path, object: weight.datasetPath, problem: "cannot be read (\(error.detail))")
         }
@@ -329,6 +348,7 @@ public final class Checkpoint {
 
     /// The pruning mask gmtool stored for `weight` (1 keep, 0 pruned), or nil when there is none.
     public func mask(for weight: CheckpointWeight) throws -> [UInt8]? {
+        if layout == .sparseExport { return try readSparseMember(weight).structure }
         let maskPath = Self.maskPath(for: weight)
         guard file.root.kind(of: maskPath) == .dataset else { return nil }
         let dataset = try file.root.dataset(maskPath)

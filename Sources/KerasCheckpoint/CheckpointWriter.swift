@@ -40,6 +40,9 @@ extension Checkpoint {
     /// every other object and attribute (optimizer state, configs) preserved. The input file is
     /// only read.
     public func write(to output: String, edits: CheckpointEdits = CheckpointEdits()) throws {
+        guard layout != .sparseExport else {
+            throw CheckpointError(file: path, problem: "is a sparse export; turn it back into a Keras checkpoint with `gmtool import` first")
+        }
         let sourceHDF5 = archive?.weightsFilePath ?? path
         try writeAtomically(to: output) { temporary in
             let hdf5Target = archive == nil ? temporary : temporary + ".weights.h5"

@@ -35,6 +35,8 @@ public struct ModelConfig: Sendable {
     public var outputs: [TensorReference]
     /// Declared input shape without the batch axis, when the config records one.
     public var inputShape: [Int?]?
+    /// The JSON document this config was parsed from (written back verbatim by exports).
+    public var json: String = ""
 
     /// Parses a `model_config` JSON document. `source` names the file for error messages.
     public init(json text: String, source: String) throws {
@@ -43,6 +45,7 @@ public struct ModelConfig: Sendable {
             throw CheckpointError(file: source, object: "model_config", problem: "is not valid JSON")
         }
         try self.init(root, source: source)
+        json = text
     }
 
     /// Reads an architecture file: a `model.to_json()` document, or a `.keras` archive's

@@ -21,6 +21,8 @@ struct GraphBuilder {
     var parameters: [Parameter] = []
     /// Output node of each Keras layer, by name.
     var outputOfLayer: [String: Int] = [:]
+    /// Run convolution and Dense kernels sparse when the checkpoint stores them sparse.
+    var useSparseKernels = false
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
     private var usedWeights: Set<String> = []
 
@@ -154,6 +156,11 @@ struct GraphBuilder {
         return parameter
     }
 
+    private func attachSparse(_ operation: ConvolutionOperation) throws {
+        guard useSparseKernels, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
+        operation.sparse = SparseKernel(matrix)
+    }
+
     private func activationKind(_ name: String, layer: LayerConfig) throws -> ActivationOperation.Kind {
         switch name {
         case "linear": return .linear
@@ -244,6 +251,7 @@ struct GraphBuilder {
             let kernel = try parameter(layer, .kernel, shape: [kernelSize[0], kernelSize[1], input.c, filters])!
             let bias = (layer.config["use_bias"]?.bool ?? true) ? try parameter(layer, .bias, shape: [filters]) : nil
             let op = ConvolutionOperation(kernel: kernel, bias: bias, geometry: g, inputChannels: input.c, outputChannels: filters)
+            try attachSparse(op)
             return try withActivation(layer, node(op, [g.outputHeight, g.outputWidth, filters]))
         case "DepthwiseConv2D":
             let input = try image(layer, shape)
@@ -271,6 +279,7 @@ struct GraphBuilder {
                 geometry: WindowGeometry(inputHeight: g.outputHeight, inputWidth: g.outputWidth, kernelHeight: 1, kernelWidth: 1,
                                          strideHeight: 1, strideWidth: 1, padding: .valid),
                 inputChannels: input.c * multiplier, outputChannels: filters)
+            try attachSparse(pointwise)
             return try withActivation(layer, node(pointwise, [g.outputHeight, g.outputWidth, filters], inputs: [depthwise]))
         case "Dense":
             guard let units = layer.config["units"]?.int else { throw error(layer, "config has no units") }
@@ -283,6 +292,7 @@ struct GraphBuilder {
                 geometry: WindowGeometry(inputHeight: 1, inputWidth: 1, kernelHeight: 1, kernelWidth: 1,
                                          strideHeight: 1, strideWidth: 1, padding: .valid),
                 inputChannels: inputWidth, outputChannels: units, rowsPerSample: rows)
+            try attachSparse(op)
             return try withActivation(layer, node(op, Array(shape.dropLast()) + [units]))
         case "BatchNormalization":
             let axis = layer.config["axis"]?.ints ?? [-1]

@@ -87,12 +87,15 @@ public final class Network: @unchecked Sendable {
 
     /// Builds the network from the checkpoint's model config and weights. `inputShape` (H, W, C)
     /// fills sizes the config leaves open and must agree with those it fixes.
-    public init(checkpoint: Checkpoint, inputShape: [Int]? = nil, workers: Int? = nil) throws {
+    /// With `sparseKernels`, convolution and Dense kernels stored sparse in a `gmtool export`
+    /// file run as CSR in the forward pass (the backward pass always uses the dense values).
+    public init(checkpoint: Checkpoint, inputShape: [Int]? = nil, workers: Int? = nil, sparseKernels: Bool = false) throws {
         guard let config = checkpoint.modelConfig else {
             throw CheckpointError(file: checkpoint.path, problem: "holds no architecture; pass the model config with --config")
         }
         self.checkpoint = checkpoint
         var builder = GraphBuilder(checkpoint: checkpoint)
+        builder.useSparseKernels = sparseKernels
         let (builtInput, builtOutput) = try builder.build(config, inputShape: inputShape)
         let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
         let (input, output) = (kept[0], kept[1])

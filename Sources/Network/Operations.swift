@@ -69,6 +69,8 @@ final class ConvolutionOperation: Operation {
     let outputChannels: Int
     /// Rows per sample for Dense on inputs of rank > 1 (it applies to the last axis).
     let rowsPerSample: Int
+    /// When set, the forward pass multiplies by this sparse kernel (same values as `kernel`).
+    var sparse: SparseKernel?
 
     init(kernel: Parameter, bias: Parameter?, geometry: WindowGeometry, inputChannels: Int, outputChannels: Int,
          rowsPerSample: Int = 1) {
@@ -84,6 +86,19 @@ final class ConvolutionOperation: Operation {
     var scratchPerSample: Int { conv2dScratchCount(geometry, inputChannels: inputChannels, batch: 1) * rowsPerSample }
 
     func forward(_ c: PassContext) {
+        if let sparse {
+            let batch = c.batch * rowsPerSample
+            var columnsInput = UnsafePointer(c.inputs[0])
+            if !geometry.isPointwise {
+                im2col(c.scratch!, c.inputs[0], batch: batch, geometry, channels: inputChannels)
+                columnsInput = UnsafePointer(c.scratch!)
+            }
+            let patch = geometry.kernelHeight * geometry.kernelWidth * inputChannels
+            csrMatmulForward(output: c.output, input: columnsInput, rows: batch * geometry.outputHeight * geometry.outputWidth,
+                             inputs: patch, outputs: outputChannels, rowOffsets: sparse.rowOffsets, columns: sparse.columns,
+                             values: sparse.values, bias: bias.map { UnsafePointer($0.pointer) })
+            return
+        }
         conv2dForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
                       scratch: c.scratch, batch: c.batch * rowsPerSample, geometry: geometry,
                       inputChannels: inputChannels, outputChannels: outputChannels)
@@ -97,6 +112,19 @@ final class ConvolutionOperation: Operation {
                        input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch, refillScratch: true,
                        batch: c.batch * rowsPerSample, geometry: geometry, inputChannels: inputChannels,
                        outputChannels: outputChannels)
+    }
+}
+
+/// The kernel of a convolution or Dense layer as CSR, one row per output channel, for inference
+/// straight from a sparse export.
+final class SparseKernel {
+    let rowOffsets: [Int32]
+    let columns: [Int32]
+    let values: [Float]
+    init(_ matrix: CSRMatrix) {
+        rowOffsets = matrix.rowOffsets.map { Int32($0) }
+        columns = matrix.columnIndices
+        values = matrix.values
     }
 }
 

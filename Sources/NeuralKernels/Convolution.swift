@@ -53,7 +53,7 @@ public func conv2dScratchCount(_ g: WindowGeometry, inputChannels: Int, batch: I
 /// Gathers input patches into rows: row (n, oh, ow) holds the (kh, kw, c) window, zeros where
 /// the window hangs over the padding.
 @inline(__always)
-func im2col(_ columns: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, batch: Int,
+public func im2col(_ columns: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, batch: Int,
             _ g: WindowGeometry, channels: Int) {
     let patch = g.kernelHeight * g.kernelWidth * channels
     var row = columns

@@ -67,9 +67,9 @@ struct DataOptions: ParsableArguments {
     }
 
     /// Builds the network for CIFAR-10 images (checked against `dataset` when given).
-    func network(_ model: Checkpoint, for dataset: CIFARDataset? = nil) throws -> Network {
+    func network(_ model: Checkpoint, for dataset: CIFARDataset? = nil, sparseKernels: Bool = false) throws -> Network {
         let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
-                                  workers: threads)
+                                  workers: threads, sparseKernels: sparseKernels)
         if let dataset { try check(network, dataset) }
         return network
     }

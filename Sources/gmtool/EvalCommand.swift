@@ -23,10 +23,14 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .long, help: "No progress bar.")
     var quiet = false
 
+    @Flag(name: .long, help: "For a sparse export: run its kernels dense instead of as CSR.")
+    var denseKernels = false
+
     func run() throws {
         let model = try checkpoint.open()
         let dataset = try dataOptions.dataset()
-        let network = try dataOptions.network(model, for: dataset)
+        let sparse = model.layout == .sparseExport && !denseKernels
+        let network = try dataOptions.network(model, for: dataset, sparseKernels: sparse)
         let bar = ProgressBar(total: dataset.count, label: "eval", quiet: quiet || json)
         let report = try network.evaluate(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
         let statistics = try model.statistics()
@@ -39,6 +43,7 @@ struct EvalCommand: ParsableCommand {
         print("model:       \(model.path)")
         print("data:        \(dataset.files.map { "\($0.path) (\($0.records))" }.joined(separator: ", "))")
         print("scaling:     \(dataset.scaling)")
+        if model.layout == .sparseExport { print("kernels:     \(sparse ? "sparse (CSR) for convolutions and Dense" : "dense")") }
         print("images:      \(grouped(report.images))")
         print("top-1:       \(percent(report.top1Accuracy))")
         print("top-5:       \(percent(report.top5Accuracy))")

@@ -30,6 +30,9 @@ struct PruneCommand: ParsableCommand {
     @Option(name: .long, help: "Find the beta that makes this fraction of all parameters zero (0 < S < 1), for the given gamma.")
     var targetSparsity: Double?
 
+    @Flag(name: .long, help: "With --target-sparsity: reach the sparsity in every selected kernel (one beta per kernel) instead of over the whole model.")
+    var perLayer = false
+
     @Option(name: [.short, .long], help: "Output checkpoint (same layout as the input).")
     var output: String?
 
@@ -83,6 +86,7 @@ struct PruneCommand: ParsableCommand {
         if beta == nil && targetSparsity == nil { throw ValidationError("give --beta or --target-sparsity") }
         if beta != nil && targetSparsity != nil { throw ValidationError("give --beta or --target-sparsity, not both") }
         if targetSparsity != nil && !layerBeta.isEmpty { throw ValidationError("--layer-beta cannot be combined with --target-sparsity") }
+        if perLayer && targetSparsity == nil { throw ValidationError("--per-layer needs --target-sparsity") }
         if !dryRun {
             guard let output else { throw ValidationError("give the output file with -o (or --dry-run, or -o MODEL --in-place)") }
             let same = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
@@ -160,7 +164,16 @@ struct PruneCommand: ParsableCommand {
 
         let statistics = try model.statistics()
         let zerosBefore = statistics.totalParameters - statistics.nonzeroParameters
-        if let targetSparsity {
+        if let targetSparsity, perLayer {
+            for index in targets.indices {
+                let weight = targets[index].weight
+                let zeros = try model.read(weight).reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
+                targets[index].beta = try betaForTargetSparsity(
+                    model, targets: [targets[index]], gradients: byWeight, gamma: targets[index].gamma, target: targetSparsity,
+                    totalParameters: weight.elementCount, zerosNow: zeros)
+            }
+            say("target sparsity \(targetSparsity) in every kernel: chose one beta per kernel (see the table)")
+        } else if let targetSparsity {
             let chosen = try betaForTargetSparsity(model, targets: targets, gradients: byWeight, gamma: gamma, target: targetSparsity,
                                                    totalParameters: statistics.totalParameters, zerosNow: zerosBefore)
             settings.beta = chosen

@@ -1,0 +1,57 @@
+import Foundation
+import KerasCheckpoint
+import Testing
+
+@Suite struct ExportCommandTests {
+    let scratch: URL
+    init() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-export-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+    func path(_ name: String) -> String { scratch.appendingPathComponent(name).path }
+
+    /// prune -> export -> eval from the sparse file (CSR kernels) equals eval of the pruned .h5;
+    /// stats reads the sparse file; import restores a checkpoint gmtool and Keras read.
+    @Test func pruneExportEvalImport() throws {
+        let pruned = path("pruned.h5"), sparse = path("model.csr.h5"), restored = path("restored.h5")
+        #expect(try gmtool(["prune", Paths.fixture("mobilenet_k2.h5"), "--target-sparsity", "0.8", "--per-layer", "-o", pruned]).status == 0)
+        let export = try gmtool(["export", "--csr", pruned, "-o", sparse, "--json"])
+        #expect(export.status == 0, "\(export.stderr)")
+        let summary = try json(export)
+        #expect((summary["output_file_bytes"] as? Int ?? .max) < (summary["input_file_bytes"] as? Int ?? 0))
+        let arguments = ["--data", Shared.data, "--limit", "300", "--json"]
+        let dense = try json(try gmtool(["eval", pruned] + arguments))
+        let fromSparse = try json(try gmtool(["eval", sparse] + arguments))
+        let forcedDense = try json(try gmtool(["eval", sparse, "--dense-kernels"] + arguments))
+        #expect(fromSparse["top1_accuracy"] as? Double == dense["top1_accuracy"] as? Double)
+        #expect(abs((fromSparse["mean_loss"] as? Double ?? 0) - (dense["mean_loss"] as? Double ?? 1)) < 1e-4)
+        #expect(forcedDense["mean_loss"] as? Double == dense["mean_loss"] as? Double)
+        let stats = try json(try gmtool(["stats", sparse, "--json"]))
+        #expect(stats["layout"] as? String == "gmtool_sparse")
+        #expect(stats["nonzero_parameters"] as? Int == (try json(try gmtool(["stats", pruned, "--json"])))["nonzero_parameters"] as? Int)
+        let imported = try gmtool(["import", sparse, "-o", restored])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout.contains("masks restored"))
+        #expect(try json(try gmtool(["eval", restored] + arguments))["mean_loss"] as? Double == dense["mean_loss"] as? Double)
+    }
+
+    @Test func bitmaskAndTheSmallerFormat() throws {
+        let result = try gmtool(["export", Paths.fixture("seqcnn_k2.h5"), "--format", "bitmask", "-o", path("b.h5")])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("smaller:"))
+        let csr = try gmtool(["export", Paths.fixture("seqcnn_k2.h5"), "--csr", "-o", path("c.h5")])
+        #expect(csr.stderr.contains("warning: c1 kernel is 100% dense"), "an unpruned kernel is larger as CSR than dense")
+    }
+
+    @Test func badExportsAndImports() throws {
+        let notSparse = try gmtool(["import", Paths.fixture("seqcnn_k2.h5"), "-o", path("x.h5")])
+        #expect(notSparse.status == 1)
+        #expect(notSparse.stderr.contains("not a gmtool sparse export"))
+        let same = try gmtool(["export", Paths.fixture("seqcnn_k2.h5"), "-o", Paths.fixture("seqcnn_k2.h5")])
+        #expect(same.status != 0)
+        let noConfig = try gmtool(["export", Paths.fixture("seqcnn_k2_weights.h5"), "-o", path("y.h5")])
+        #expect(noConfig.status == 1)
+        #expect(noConfig.stderr.contains("--config"))
+        #expect(!FileManager.default.fileExists(atPath: path("y.h5")))
+    }
+}
