@@ -45,6 +45,8 @@ let package = Package(
         .target(name: "Network", dependencies: ["KerasCheckpoint", "NeuralKernels"]),
         // The paper's rule, layer selection, target sparsity.
         .target(name: "Pruning", dependencies: ["KerasCheckpoint"], swiftSettings: kernelSettings),
+        // Training with the paper's pruning schedule: optimizers, the epoch loop, resumable state.
+        .target(name: "Training", dependencies: ["Network", "CIFAR", "Pruning", "KerasCheckpoint"]),
         // CIFAR-10 binary batches streamed as scaled NHWC floats.
         .target(name: "CIFAR", dependencies: ["Network"]),
         // The command-line tool.
@@ -56,6 +58,7 @@ let package = Package(
                 "Network",
                 "CIFAR",
                 "Pruning",
+                "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -66,6 +69,7 @@ let package = Package(
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "KerasCheckpoint"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint"]),
     ]
 )

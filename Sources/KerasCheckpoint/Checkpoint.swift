@@ -358,6 +358,18 @@ public final class Checkpoint {
         return try dataset.read(as: UInt8.self)
     }
 
+    /// A float32 dataset of gmtool's own (see `CheckpointEdits.extraDatasets`), or nil.
+    public func extraDataset(_ path: String) throws -> [Float]? {
+        guard file.root.kind(of: path) == .dataset else { return nil }
+        return try file.root.dataset(path).read(as: Float.self)
+    }
+
+    /// A string attribute of one of gmtool's own groups, or nil.
+    public func extraAttribute(group: String, _ name: String) -> String? {
+        guard file.root.kind(of: group) == .group, let object = try? file.root.group(group), object.hasAttribute(name) else { return nil }
+        return try? object.attribute(name).readString()
+    }
+
     /// Attributes stored on the mask group (how the masks were made), as text.
     public func maskProvenance() throws -> [String: String] {
         guard file.root.kind(of: maskGroupName) == .group else { return [:] }

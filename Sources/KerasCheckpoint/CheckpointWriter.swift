@@ -8,6 +8,11 @@ public struct CheckpointEdits {
     public var masks: [CheckpointWeight: [UInt8]] = [:]
     /// Written as string attributes of the `/gmtool_masks` group.
     public var maskAttributes: [String: String] = [:]
+    /// Other float32 datasets of gmtool's own (e.g. optimizer state under `/gmtool_training`),
+    /// absolute paths; an existing dataset there is replaced.
+    public var extraDatasets: [(path: String, shape: [Int], values: [Float])] = []
+    /// String attributes on groups of gmtool's own, by group path (created when missing).
+    public var extraAttributes: [String: [String: String]] = [:]
     public init() {}
 }
 
@@ -84,6 +89,23 @@ extension Checkpoint {
                     _ = try group.createDataset(relative, shape: weight.shape, values: mask,
                                                 storage: HDF5StorageOptions(deflateLevel: 4, shuffle: false))
                 }
+            }
+            for (path, shape, values) in edits.extraDatasets {
+                let relative = String(path.drop { $0 == "/" })
+                if root.kind(of: relative) == .dataset {
+                    let dataset = try root.dataset(relative)
+                    if dataset.shape == shape && dataset.elementType == .float(bits: 32) {
+                        try dataset.write(values)
+                        continue
+                    }
+                    try root.removeLink(relative)
+                }
+                _ = try root.createDataset(relative, shape: shape, values: values,
+                                           storage: HDF5StorageOptions(deflateLevel: 1, shuffle: true, minimumCompressedBytes: 4096))
+            }
+            for (groupPath, attributes) in edits.extraAttributes {
+                let group = try root.openOrCreateGroup(String(groupPath.drop { $0 == "/" }))
+                for (key, value) in attributes { try group.setAttribute(key, string: value) }
             }
             try file.flush()
         } catch let error as HDF5Error {

@@ -306,6 +306,7 @@ struct GraphBuilder {
             let mean = try parameter(layer, .movingMean, shape: [channels])!
             let variance = try parameter(layer, .movingVariance, shape: [channels])!
             let op = BatchNormOperation(gamma: gamma, beta: beta, movingMean: mean, movingVariance: variance, epsilon: epsilon,
+                                        momentum: Float(layer.config["momentum"]?.double ?? 0.99),
                                         channels: channels, positions: shape.dropLast().reduce(1, *))
             return append(node(op, shape))
         case "ReLU":
@@ -365,8 +366,11 @@ struct GraphBuilder {
             }
             guard target.reduce(1, *) == total else { throw error(layer, "cannot reshape \(shape) to \(target)") }
             return append(node(CopyOperation(count: total), target))
-        case "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization":
-            // Inactive outside training.
+        case "Dropout":
+            let rate = Float(layer.config["rate"]?.double ?? 0)
+            return append(node(DropoutOperation(rate: rate, count: shape.reduce(1, *)), shape))
+        case "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization":
+            // Inactive outside training (training treats them as identity too).
             return append(node(CopyOperation(count: shape.reduce(1, *)), shape))
         case "Add":
             guard shapes.allSatisfy({ $0 == shape }) else { throw error(layer, "adds tensors of different shapes \(shapes)") }

@@ -14,6 +14,8 @@ final class Workspace: @unchecked Sendable {
     let parameterGradients: [UnsafeMutablePointer<Float>]
     let parameterCounts: [Int]
     let nodeCounts: [Int]
+    /// Batch statistics of each BatchNorm node in the last training pass.
+    var batchStatistics: [Int: BatchStatistics] = [:]
 
     init(nodes: [Node], trainable: [Parameter], capacity: Int, withGradients: Bool) {
         self.capacity = capacity
@@ -147,12 +149,12 @@ public final class Network: @unchecked Sendable {
         return (0..<workerCount).map { min($0 * share, count)..<min(($0 + 1) * share, count) }
     }
 
-    private func runForward(_ workspace: Workspace, batch: Int) {
+    private func runForward(_ workspace: Workspace, batch: Int, training: TrainingContext? = nil) {
         for (index, node) in nodes.enumerated() where index != inputNode {
             node.operation.forward(PassContext(
                 batch: batch, inputs: node.inputs.map { workspace.activations[$0] }, output: workspace.activations[index],
                 inputGradients: [], outputGradient: workspace.activations[index], scratch: workspace.scratch,
-                workspace: workspace))
+                workspace: workspace, training: training, node: index))
         }
     }
 
@@ -188,7 +190,7 @@ public final class Network: @unchecked Sendable {
         return totals
     }
 
-    private func runBackward(_ workspace: Workspace, batch: Int) {
+    private func runBackward(_ workspace: Workspace, batch: Int, training: TrainingContext? = nil) {
         for (index, count) in workspace.nodeCounts.enumerated() where index != logitsNode {
             workspace.nodeGradients[index].update(repeating: 0, count: count * batch)
         }
@@ -197,17 +199,24 @@ public final class Network: @unchecked Sendable {
             node.operation.backward(PassContext(
                 batch: batch, inputs: node.inputs.map { workspace.activations[$0] }, output: workspace.activations[index],
                 inputGradients: node.inputs.map { $0 == inputNode ? nil : workspace.nodeGradients[$0] },
-                outputGradient: workspace.nodeGradients[index], scratch: workspace.scratch, workspace: workspace))
+                outputGradient: workspace.nodeGradients[index], scratch: workspace.scratch, workspace: workspace,
+                training: training, node: index))
         }
     }
 
     /// Runs the forward pass over `count` images (NHWC floats, `inputCount` each) and, when
     /// `accumulateGradients` is set, the backward pass, adding d(sum of losses)/dw into the
     /// gradient accumulators. Both cores work: each worker takes a contiguous share of the batch.
+    /// With `trainingSeed`, the pass runs in training mode: BatchNorm normalises with the batch's
+    /// own statistics (over all workers) and then updates its moving statistics as Keras does,
+    /// Dropout drops (masks drawn from the seed); gradients are always accumulated then.
     public func pass(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-                     accumulateGradients: Bool) -> PassTotals {
+                     accumulateGradients: Bool, trainingSeed: UInt64? = nil) -> PassTotals {
+        let accumulateGradients = accumulateGradients || trainingSeed != nil
         prepareWorkspaces(batch: count, gradients: accumulateGradients)
         let ranges = shares(count)
+        let participants = ranges.filter { !$0.isEmpty }.count
+        let reducer = AllReduce(participants: max(1, participants))
         let results = UnsafeMutableBufferPointer<PassTotals>.allocate(capacity: workerCount)
         defer { results.deallocate() }
         let inputCount = self.inputCount
@@ -217,12 +226,25 @@ public final class Network: @unchecked Sendable {
             guard !range.isEmpty else { resultsPointer[worker] = PassTotals(); return }
             let workspace = self.workspaces[worker]
             workspace.activations[self.inputNode].update(from: images + range.lowerBound * inputCount, count: range.count * inputCount)
-            self.runForward(workspace, batch: range.count)
+            let training = trainingSeed.map { TrainingContext(worker: worker, totalBatch: count, reducer: reducer, seed: $0) }
+            self.runForward(workspace, batch: range.count, training: training)
             resultsPointer[worker] = self.score(workspace, labels: labels + range.lowerBound, batch: range.count,
                                                 gradient: accumulateGradients)
-            if accumulateGradients { self.runBackward(workspace, batch: range.count) }
+            if accumulateGradients { self.runBackward(workspace, batch: range.count, training: training) }
         }
+        if trainingSeed != nil { updateMovingStatistics(batch: count) }
         return results.reduce(PassTotals(), +)
+    }
+
+    /// After a training pass: every BatchNorm's moving statistics move toward the batch's.
+    private func updateMovingStatistics(batch: Int) {
+        let statistics = workspaces[0].batchStatistics
+        for (index, node) in nodes.enumerated() {
+            let batchNorm = (node.operation as? BatchNormOperation) ?? (node.operation as? BatchNormReLUOperation)?.batchNorm
+            guard let batchNorm, let s = statistics[index] else { continue }
+            batchNorm.updateMovingStatistics(s, totalRows: batch * batchNorm.positions, momentum: batchNorm.momentum)
+            batchNorm.parametersChanged()
+        }
     }
 
     /// Class scores (the model's output, e.g. softmax probabilities) for `count` images.
@@ -244,6 +266,28 @@ public final class Network: @unchecked Sendable {
             }
         }
         return output
+    }
+
+    /// For training steps: the gradient of the mean loss of the last pass(es), in place. Worker
+    /// accumulators are summed into the first worker's (in worker order, so the result is
+    /// deterministic) and scaled by 1 / imageCount; `body` gets one pointer per trainable
+    /// parameter; afterwards every accumulator is zero again.
+    public func withMeanGradients<T>(imageCount: Int, _ body: ([UnsafeMutablePointer<Float>]) throws -> T) rethrows -> T {
+        precondition(workspacesHaveGradients, "no gradient pass was run")
+        let scale = 1 / Float(max(1, imageCount))
+        let target = workspaces[0].parameterGradients
+        let counts = workspaces[0].parameterCounts
+        for slot in target.indices {
+            let sum = target[slot]
+            for other in workspaces.dropFirst() {
+                let source = other.parameterGradients[slot]
+                for i in 0..<counts[slot] { sum[i] += source[i] }
+                source.update(repeating: 0, count: counts[slot])
+            }
+            for i in 0..<counts[slot] { sum[i] *= scale }
+        }
+        defer { for slot in target.indices { target[slot].update(repeating: 0, count: counts[slot]) } }
+        return try body(target)
     }
 
     /// Runs `body(worker)` for every worker at once, one thread each. Each body touches only its

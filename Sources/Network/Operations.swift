@@ -18,7 +18,7 @@ public final class Parameter {
 
     deinit { values.deallocate() }
 
-    var pointer: UnsafeMutablePointer<Float> { values.baseAddress! }
+    public var pointer: UnsafeMutablePointer<Float> { values.baseAddress! }
 }
 
 /// What one operation sees during a pass: its inputs' activations, its output, and for the
@@ -32,6 +32,10 @@ struct PassContext {
     var outputGradient: UnsafeMutablePointer<Float>
     var scratch: UnsafeMutablePointer<Float>?
     var workspace: Workspace
+    /// Set in training passes: BatchNorm uses batch statistics, Dropout drops.
+    var training: TrainingContext? = nil
+    /// This node's index (BatchNorm keeps its batch statistics per node).
+    var node: Int = 0
 }
 
 /// One node's computation. Shapes are per sample (no batch axis), NHWC.
@@ -163,13 +167,16 @@ final class DepthwiseOperation: Operation {
 final class BatchNormOperation: Operation {
     let gamma: Parameter?, beta: Parameter?, movingMean: Parameter, movingVariance: Parameter
     let epsilon: Float
+    /// Keras' moving-average momentum (0.99 by default).
+    let momentum: Float
     let channels: Int
     /// Rows per sample: every position of the feature map.
     let positions: Int
     private(set) var scale: [Float], shift: [Float], inverseStd: [Float]
 
     init(gamma: Parameter?, beta: Parameter?, movingMean: Parameter, movingVariance: Parameter, epsilon: Float,
-         channels: Int, positions: Int) {
+         momentum: Float, channels: Int, positions: Int) {
+        self.momentum = momentum
         self.gamma = gamma
         self.beta = beta
         self.movingMean = movingMean
@@ -196,11 +203,13 @@ final class BatchNormOperation: Operation {
     }
 
     func forward(_ c: PassContext) {
+        if let t = c.training { trainingForward(c, t, node: c.node, relu: nil); return }
         channelAffineForward(output: c.output, input: c.inputs[0], scale: scale, shift: shift,
                              rows: c.batch * positions, channels: channels)
     }
 
     func backward(_ c: PassContext) {
+        if let t = c.training { trainingBackward(c, t, node: c.node, relu: nil); return }
         batchNormInferenceBackward(
             inputGradient: c.inputGradients[0], gammaGradient: gamma.map { c.workspace.gradient($0) },
             betaGradient: beta.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient, input: c.inputs[0],
@@ -223,12 +232,14 @@ final class BatchNormReLUOperation: Operation {
 
     func forward(_ c: PassContext) {
         let bn = batchNorm
+        if let t = c.training { bn.trainingForward(c, t, node: c.node, relu: relu); return }
         channelAffineReLUForward(output: c.output, input: c.inputs[0], scale: bn.scale, shift: bn.shift,
                                  rows: c.batch * bn.positions, channels: bn.channels, relu)
     }
 
     func backward(_ c: PassContext) {
         let bn = batchNorm
+        if let t = c.training { bn.trainingBackward(c, t, node: c.node, relu: relu); return }
         batchNormReLUBackward(
             inputGradient: c.inputGradients[0], gammaGradient: bn.gamma.map { c.workspace.gradient($0) },
             betaGradient: bn.beta.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient, input: c.inputs[0],

@@ -391,3 +391,173 @@ public func batchNormReLUBackward(
         }
     }
 }
+
+// MARK: BatchNormalization in training mode
+
+/// Adds each channel's sum of `input` (rows x channels) into `sums`, in Double.
+public func channelSums(_ input: UnsafePointer<Float>, rows: Int, channels: Int, into sums: UnsafeMutablePointer<Double>) {
+    for r in 0..<rows {
+        let x = input + r * channels
+        for c in 0..<channels { sums[c] += Double(x[c]) }
+    }
+}
+
+/// Adds each channel's sum of (x - mean)^2 into `sums`, in Double.
+public func channelCenteredSquares(_ input: UnsafePointer<Float>, mean: UnsafePointer<Double>, rows: Int, channels: Int,
+                                   into sums: UnsafeMutablePointer<Double>) {
+    for r in 0..<rows {
+        let x = input + r * channels
+        for c in 0..<channels {
+            let d = Double(x[c]) - mean[c]
+            sums[c] += d * d
+        }
+    }
+}
+
+/// y = relu?(gamma * (x - mean) * invStd + beta) with batch statistics (training mode).
+public func batchNormTrainingForward(
+    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, rows: Int, channels: Int, relu: ReLUParameters?
+) {
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
+    defer { scratch.deallocate() }
+    let g = scratch, b = scratch + channels
+    for c in 0..<channels {
+        g[c] = gamma?[c] ?? 1
+        b[c] = beta?[c] ?? 0
+    }
+    let p = relu ?? ReLUParameters()
+    let cap = p.maxValue ?? .infinity
+    let simple = p.negativeSlope == 0 && p.threshold == 0
+    for r in 0..<rows {
+        let x = input + r * channels, y = output + r * channels
+        if relu == nil {
+            for c in 0..<channels { y[c] = (x[c] - mean[c]) * inverseStd[c] * g[c] + b[c] }
+        } else if simple {
+            for c in 0..<channels { y[c] = min(max((x[c] - mean[c]) * inverseStd[c] * g[c] + b[c], 0), cap) }
+        } else {
+            for c in 0..<channels {
+                let z = (x[c] - mean[c]) * inverseStd[c] * g[c] + b[c]
+                y[c] = z >= p.threshold ? min(z, cap) : p.negativeSlope * (z - p.threshold)
+            }
+        }
+    }
+}
+
+/// First half of the training-mode backward: dz = dy * relu'(z) per element (written to
+/// `preActivationGradient`, which may be `outputGradient` itself), and each channel's sums of dz
+/// and dz * xhat added into `sumGradient` / `sumGradientTimesNormalized` (Double; they are also
+/// dbeta and dgamma). Rows are summed in float32 in blocks of 64 and the blocks in Double: the
+/// inner loop stays vectorised across channels and long sums keep their precision.
+public func batchNormTrainingBackwardSums(
+    preActivationGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
+    mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?,
+    rows: Int, channels: Int, relu: ReLUParameters?,
+    sumGradient: UnsafeMutablePointer<Double>, sumGradientTimesNormalized: UnsafeMutablePointer<Double>
+) {
+    // The per-channel constants are tiled over `tile` consecutive rows so the inner loop runs
+    // over tile * channels contiguous elements: with MobileNet's 16-64 channels a per-row loop
+    // spends its time in loop set-up, not arithmetic (measured: 41% of a training epoch).
+    // Raw buffers, not arrays, so no bounds or exclusivity checks stop vectorisation.
+    let tile = max(1, 256 / channels)
+    let width = tile * channels
+    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 6 * width)
+    defer { buffer.deallocate() }
+    let m = buffer, inv = buffer + width, g = buffer + 2 * width, b = buffer + 3 * width
+    let blockGradient = buffer + 4 * width, blockNormalized = buffer + 5 * width
+    for i in 0..<width {
+        let c = i % channels
+        m[i] = mean[c]
+        inv[i] = inverseStd[c]
+        g[i] = gamma?[c] ?? 1
+        b[i] = beta?[c] ?? 0
+        blockGradient[i] = 0
+        blockNormalized[i] = 0
+    }
+    let p = relu ?? ReLUParameters()
+    let cap = p.maxValue ?? .infinity
+    let simple = p.negativeSlope == 0 && p.threshold == 0
+    func flush() {
+        for i in 0..<width {
+            sumGradient[i % channels] += Double(blockGradient[i])
+            sumGradientTimesNormalized[i % channels] += Double(blockNormalized[i])
+            blockGradient[i] = 0
+            blockNormalized[i] = 0
+        }
+    }
+    var row = 0, blocks = 0
+    while row < rows {
+        let count = min(tile, rows - row) * channels
+        let x = input + row * channels, dy = outputGradient + row * channels, dz = preActivationGradient + row * channels
+        if relu == nil {
+            for i in 0..<count {
+                let normalized = (x[i] - m[i]) * inv[i]
+                let d = dy[i]
+                dz[i] = d
+                blockGradient[i] += d
+                blockNormalized[i] += d * normalized
+            }
+        } else if simple {
+            // Explicit vectors: with eight pointers in play LLVM gives up on the run-time alias
+            // checks and leaves the plain loop scalar (and branchy). Same operations, same order.
+            typealias Vector = SIMD16<Float>
+            @inline(__always) func load(_ p: UnsafePointer<Float>) -> Vector { UnsafeRawPointer(p).loadUnaligned(as: Vector.self) }
+            @inline(__always) func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self) }
+            let capVector = Vector(repeating: cap)
+            var i = 0
+            while i + Vector.scalarCount <= count {
+                let normalized = (load(x + i) - load(m + i)) * load(inv + i)
+                let z = normalized * load(g + i) + load(b + i)
+                // ReLU / ReLU6 pass the gradient where 0 < z < cap (TensorFlow's rule).
+                let d = Vector().replacing(with: load(dy + i), where: (z .> 0) .& (z .< capVector))
+                store(d, dz + i)
+                store(load(blockGradient + i) + d, blockGradient + i)
+                store(load(blockNormalized + i) + d * normalized, blockNormalized + i)
+                i += Vector.scalarCount
+            }
+            while i < count {
+                let normalized = (x[i] - m[i]) * inv[i]
+                let z = normalized * g[i] + b[i]
+                let d: Float = (z > 0 && z < cap) ? dy[i] : 0
+                dz[i] = d
+                blockGradient[i] += d
+                blockNormalized[i] += d * normalized
+                i += 1
+            }
+        } else {
+            for i in 0..<count {
+                let normalized = (x[i] - m[i]) * inv[i]
+                let z = normalized * g[i] + b[i]
+                let slope: Float = z >= p.threshold ? (z < cap ? 1 : 0) : p.negativeSlope
+                let d = dy[i] * slope
+                dz[i] = d
+                blockGradient[i] += d
+                blockNormalized[i] += d * normalized
+            }
+        }
+        row += tile
+        blocks += 1
+        // Float partial sums over at most 64 tiles, then Double.
+        if blocks == 64 { flush(); blocks = 0 }
+    }
+    flush()
+}
+
+/// Second half: dx += gamma * invStd * (dz - sum(dz)/N - xhat * sum(dz * xhat)/N), N the number
+/// of rows over the whole batch (all workers).
+public func batchNormTrainingBackwardInput(
+    inputGradient: UnsafeMutablePointer<Float>, preActivationGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
+    mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, gamma: UnsafePointer<Float>?,
+    meanGradient: UnsafePointer<Float>, meanGradientTimesNormalized: UnsafePointer<Float>, rows: Int, channels: Int
+) {
+    let factor = UnsafeMutablePointer<Float>.allocate(capacity: channels)
+    defer { factor.deallocate() }
+    for c in 0..<channels { factor[c] = (gamma?[c] ?? 1) * inverseStd[c] }
+    for r in 0..<rows {
+        let x = input + r * channels, dz = preActivationGradient + r * channels, dx = inputGradient + r * channels
+        for c in 0..<channels {
+            let normalized = (x[c] - mean[c]) * inverseStd[c]
+            dx[c] += factor[c] * (dz[c] - meanGradient[c] - normalized * meanGradientTimesNormalized[c])
+        }
+    }
+}

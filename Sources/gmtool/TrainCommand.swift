@@ -1,0 +1,175 @@
+import ArgumentParser
+import CIFAR
+import Foundation
+import KerasCheckpoint
+import Network
+import Training
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train on CIFAR-10 and prune every delta epochs with the paper's rule.",
+        discussion: """
+            Trains on the train split (data_batch_1-4) with minibatch SGD (momentum, Nesterov) or \
+            Adam, BatchNorm in training mode (moving statistics updated as Keras does), random \
+            crop + flip augmentation and a seeded shuffle. After every epoch e with e % delta == 0 \
+            it takes dC/dw over the validation split (data_batch_5) and applies the rule; masks are \
+            then multiplied into every gradient, and the weights and optimizer slots are masked \
+            after every step. After each epoch the output checkpoint (Keras-loadable, with masks and \
+            the training state) and the log are rewritten atomically; --resume continues from them \
+            with the same results an uninterrupted run would have had. Without --beta it is a \
+            dense baseline.
+            """
+    )
+
+    @OptionGroup var checkpoint: CheckpointOptions
+
+    @Option(name: .long, help: "CIFAR-10 folder (holding data_batch_1-5.bin).")
+    var data: String
+
+    @Option(name: [.short, .long], help: "Output checkpoint, rewritten after every epoch.")
+    var output: String
+
+    @Option(name: .long, help: "Epochs to train.")
+    var epochs: Int
+
+    @Option(name: .long, help: "Minibatch size.")
+    var batchSize: Int = 128
+
+    @Option(name: .long, help: "Optimizer: sgd or adam.")
+    var optimizer: OptimizerName = .sgd
+
+    @Option(name: .long, help: "Learning rate.")
+    var lr: Double = 0.01
+
+    @Option(name: .long, help: "Learning-rate schedule: constant, step or cosine (over all epochs).")
+    var schedule: ScheduleName = .constant
+
+    @Option(name: .long, help: "For --schedule step: epochs between decays.")
+    var stepEpochs: Int = 10
+
+    @Option(name: .long, help: "For --schedule step: decay factor.")
+    var stepFactor: Double = 0.1
+
+    @Option(name: .long, help: "SGD momentum.")
+    var momentum: Float = 0.9
+
+    @Flag(name: .long, help: "Nesterov momentum for SGD.")
+    var nesterov = false
+
+    @Option(name: .long, help: "Decoupled weight decay (Keras' weight_decay).")
+    var weightDecay: Float = 0
+
+    @Flag(name: .long, help: "Turn off the random crop + flip augmentation.")
+    var noAugment = false
+
+    @Option(name: .long, help: "Seed for shuffling, augmentation and dropout.")
+    var seed: UInt64 = 1
+
+    @Option(name: .long, help: "Pruning magnitude threshold (omit for a dense run).")
+    var beta: Float?
+
+    @Option(name: .long, help: "Pruning gradient threshold (default: inf, magnitude only).")
+    var gamma: Float = .infinity
+
+    @Option(name: .long, help: "Prune after every epoch e with e % delta == 0.")
+    var delta: Int = 1
+
+    @Option(name: .long, help: "Validation images for each pruning gradient (default: all 10,000).")
+    var pruneImages: Int?
+
+    @Option(name: .long, help: "Prune only layers matching this glob (repeatable).")
+    var include: [String] = []
+
+    @Option(name: .long, help: "Never prune layers matching this glob (repeatable).")
+    var exclude: [String] = []
+
+    @Flag(name: .long, help: "Leave depthwise kernels unpruned.")
+    var skipDepthwise = false
+
+    @Option(name: .long, help: "Input scaling: unit, symmetric or raw.")
+    var scale: DataOptions.ScaleName = .unit
+
+    @Option(name: .long, help: "Per-epoch log, CSV (default: OUTPUT.log.csv); a .json twin is written beside it.")
+    var log: String?
+
+    @Flag(name: .long, help: "Continue the run saved in OUTPUT (same settings) from its last completed epoch.")
+    var resume = false
+
+    @Option(name: .long, help: "Worker threads (default: one per core).")
+    var threads: Int?
+
+    @Flag(name: .long, help: "No progress bar.")
+    var quiet = false
+
+    enum OptimizerName: String, ExpressibleByArgument, CaseIterable { case sgd, adam }
+    enum ScheduleName: String, ExpressibleByArgument, CaseIterable { case constant, step, cosine }
+
+    func validate() throws {
+        if epochs <= 0 { throw ValidationError("--epochs must be positive") }
+        if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
+        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if delta <= 0 { throw ValidationError("--delta must be positive") }
+        if let beta, !(beta >= 0) || !beta.isFinite { throw ValidationError("--beta must be a finite number >= 0") }
+        if gamma.isNaN || gamma < 0 { throw ValidationError("--gamma must be >= 0") }
+        if scale == .meanstd { throw ValidationError("train supports --scale unit, symmetric or raw") }
+        if !resume && URL(fileURLWithPath: output).standardizedFileURL == URL(fileURLWithPath: checkpoint.model).standardizedFileURL {
+            throw ValidationError("the output would overwrite the model (use another -o; --resume continues an output)")
+        }
+    }
+
+    func run() throws {
+        let scaling: InputScaling = scale == .symmetric ? .symmetric : scale == .raw ? .raw : .unit
+        let trainData = try CIFARTrainingSet(CIFARDataset(paths: [data], split: .train, scaling: scaling))
+        let validation = try CIFARDataset(paths: [data], split: .validation, scaling: scaling)
+        let steps = (trainData.count + batchSize - 1) / batchSize
+        let scheduleValue: LearningRateSchedule
+        switch schedule {
+        case .constant: scheduleValue = .constant
+        case .step: scheduleValue = .step(everySteps: stepEpochs * steps, factor: stepFactor)
+        case .cosine: scheduleValue = .cosine(totalSteps: epochs * steps)
+        }
+        let kind: OptimizerKind = optimizer == .sgd ? .sgd(momentum: momentum, nesterov: nesterov)
+            : .adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-7)
+        let settings = TrainingSettings(
+            epochs: epochs, batchSize: batchSize, seed: seed, augment: !noAugment,
+            optimizer: OptimizerSettings(kind: kind, learningRate: lr, schedule: scheduleValue, weightDecay: weightDecay),
+            beta: beta, gamma: gamma, delta: delta, include: include, exclude: exclude, skipDepthwise: skipDepthwise,
+            pruneImages: pruneImages)
+        let start = try resume ? Checkpoint.open(output, config: checkpoint.config.map(ModelConfig.init(contentsOf:))) : checkpoint.open()
+        let network = try Network(checkpoint: start, inputShape: [32, 32, 3], workers: threads)
+        guard network.classCount == 10 else { throw CommandError("\(start.path): the model predicts \(network.classCount) classes, CIFAR-10 has 10") }
+        let trainer = try Trainer(source: start, network: network, training: trainData, validation: validation,
+                                  settings: settings, resume: resume)
+        let logPath = log ?? output + ".log.csv"
+        func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+        note("train: \(trainData.count) images (\(trainData.files.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"
+             + (beta.map { ", pruning with beta \($0) gamma \(gamma) every \(delta) epoch(s)" } ?? ", dense (no pruning)")
+             + (resume ? ", resuming after epoch \(trainer.completedEpochs)" : ""))
+        if resume && trainer.completedEpochs >= epochs { note("nothing to do: \(trainer.completedEpochs) epochs already done") }
+        print("epoch  loss    train_acc  val_loss  val_acc  lr        pruned    sparsity  seconds")
+        for record in trainer.history { print(line(record)) }
+        let bar = ProgressBar(total: trainData.count, label: "epoch", quiet: quiet)
+        try trainer.run(output: output, progress: { _, done, _ in bar.update(done) }, epochDone: { record in
+            print(line(record))
+            try? writeLog(trainer.history, to: logPath)
+        }, log: note)
+    }
+
+    private func line(_ r: EpochRecord) -> String {
+        String(format: "%5d  %6.4f  %9.4f  %8.4f  %7.4f  %.2e  %8d  %7.2f%%  %7.1f", r.epoch, r.loss, r.trainAccuracy,
+               r.validationLoss, r.validationAccuracy, r.learningRate, r.prunedThisEpoch, r.sparsity * 100, r.seconds)
+    }
+
+    private func writeLog(_ history: [EpochRecord], to path: String) throws {
+        let csv = ([EpochRecord.csvHeaderText] + history.map(\.csvLine)).joined(separator: "\n") + "\n"
+        try writeAtomically(to: path) { try Data(csv.utf8).write(to: URL(fileURLWithPath: $0)) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let json = try encoder.encode(history)
+        let jsonPath = (path as NSString).deletingPathExtension + ".json"
+        try writeAtomically(to: jsonPath) { try json.write(to: URL(fileURLWithPath: $0)) }
+    }
+}
+
+extension TrainingError: UserFacingError {}
