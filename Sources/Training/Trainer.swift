@@ -133,7 +133,7 @@ public final class Trainer {
     /// Runs the remaining epochs. `progress(epoch, done, total)` after each batch; `epochDone`
     /// after each epoch's checkpoint is written.
     public func run(output: String, progress: (Int, Int, Int) -> Void = { _, _, _ in },
-                    epochDone: (EpochRecord) -> Void = { _ in }, log: (String) -> Void = { _ in }) throws {
+                    epochDone: (EpochRecord) throws -> Void = { _ in }, log: (String) -> Void = { _ in }) throws {
         let batch = settings.batchSize
         var images = [Float](repeating: 0, count: batch * 3072)
         var labels = [Int32](repeating: 0, count: batch)
@@ -180,7 +180,7 @@ public final class Trainer {
                 sparsity: sparsity(), seconds: Date().timeIntervalSince(start))
             history.append(record)
             try save(to: output)
-            epochDone(record)
+            try epochDone(record)
         }
     }
 

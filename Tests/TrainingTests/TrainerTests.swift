@@ -1,0 +1,103 @@
+import CIFAR
+import Foundation
+import KerasCheckpoint
+import Testing
+@testable import Network
+@testable import Training
+
+/// A tiny CIFAR-10 folder: data_batch_1..4 (24 images each) and data_batch_5 (16 images).
+final class TinyCIFAR {
+    let folder: URL
+    init() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-train-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var state: UInt64 = 42
+        func byte() -> UInt8 { state = state &* 6364136223846793005 &+ 1442695040888963407; return UInt8(truncatingIfNeeded: state >> 33) }
+        for (name, count) in [("data_batch_1.bin", 24), ("data_batch_2.bin", 24), ("data_batch_3.bin", 24), ("data_batch_4.bin", 24), ("data_batch_5.bin", 16)] {
+            var data = Data()
+            for _ in 0..<count {
+                data.append(byte() % 10)
+                data.append(contentsOf: (0..<3072).map { _ in byte() })
+            }
+            try data.write(to: folder.appendingPathComponent(name))
+        }
+    }
+    func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+    deinit { try? FileManager.default.removeItem(at: folder) }
+}
+
+struct Interrupted: Error {}
+
+@Suite struct TrainerTests {
+    func settings(epochs: Int, delta: Int) -> TrainingSettings {
+        TrainingSettings(epochs: epochs, batchSize: 16, seed: 9, augment: true,
+                         optimizer: OptimizerSettings(kind: .sgd(momentum: 0.9, nesterov: true), learningRate: 0.05,
+                                                      schedule: .cosine(totalSteps: epochs * 6), weightDecay: 1e-3),
+                         beta: 0.05, gamma: 0.5, delta: delta)
+    }
+
+    func trainer(_ data: TinyCIFAR, source: Checkpoint, settings: TrainingSettings, resume: Bool) throws -> Trainer {
+        let network = try Network(checkpoint: source, inputShape: [32, 32, 3], workers: 2)
+        return try Trainer(source: source, network: network,
+                           training: try CIFARTrainingSet(CIFARDataset(paths: [data.folder.path], split: .train, scaling: .unit)),
+                           validation: try CIFARDataset(paths: [data.folder.path], split: .validation, scaling: .unit),
+                           settings: settings, resume: resume)
+    }
+
+    /// A run stopped after its first epoch and resumed ends with exactly the weights, masks and
+    /// log of an uninterrupted run (seqcnn has Dropout: its masks must repeat too).
+    @Test func resumeGivesIdenticalResults() throws {
+        let data = try TinyCIFAR()
+        let model = try Checkpoint.open(fixtures.appendingPathComponent("seqcnn_k2.h5").path)
+        let plan = settings(epochs: 3, delta: 2)
+        let straight = data.path("straight.h5"), resumed = data.path("resumed.h5")
+        try trainer(data, source: model, settings: plan, resume: false).run(output: straight)
+        do {
+            try trainer(data, source: model, settings: plan, resume: false).run(output: resumed, epochDone: { record in
+                if record.epoch == 1 { throw Interrupted() }
+            })
+            Issue.record("the run was not interrupted")
+        } catch is Interrupted {}
+        let partial = try Checkpoint.open(resumed)
+        let second = try trainer(data, source: partial, settings: plan, resume: true)
+        #expect(second.completedEpochs == 1)
+        try second.run(output: resumed)
+        let a = try Checkpoint.open(straight), b = try Checkpoint.open(resumed)
+        for (x, y) in zip(a.weights, b.weights) {
+            #expect(try a.read(x).map(\.bitPattern) == b.read(y).map(\.bitPattern), "\(x.datasetPath)")
+            #expect(try a.mask(for: x) == b.mask(for: y))
+        }
+        let history = { (c: Checkpoint) in c.extraAttribute(group: "/gmtool_training", "history") ?? "" }
+        let strip = { (text: String) in text.replacingOccurrences(of: #""seconds":[0-9.e-]+"#, with: "", options: .regularExpression) }
+        #expect(strip(history(a)) == strip(history(b)))
+        // Resuming with other settings is refused.
+        var other = plan
+        other.seed = 10
+        #expect(throws: TrainingError.self) { try trainer(data, source: b, settings: other, resume: true) }
+    }
+
+    /// Pruning happens after epochs 2 and 4 only; the output is a Keras checkpoint with masks,
+    /// and pruned weights stay exactly zero through the later epochs.
+    @Test func pruningScheduleAndMasks() throws {
+        let data = try TinyCIFAR()
+        let model = try Checkpoint.open(fixtures.appendingPathComponent("rescnn_k2.h5").path)
+        let run = try trainer(data, source: model, settings: settings(epochs: 4, delta: 2), resume: false)
+        let output = data.path("pruned.h5")
+        try run.run(output: output)
+        let pruned = run.history.map(\.prunedThisEpoch)
+        #expect(pruned[0] == 0 && pruned[2] == 0)
+        #expect(pruned[1] > 0)
+        #expect(run.history[3].sparsity >= run.history[1].sparsity)
+        let result = try Checkpoint.open(output)
+        var masked = 0
+        for weight in result.weights where weight.prunable {
+            let mask = try #require(try result.mask(for: weight))
+            let values = try result.read(weight)
+            for i in mask.indices where mask[i] == 0 {
+                #expect(values[i] == 0)
+                masked += 1
+            }
+        }
+        #expect(masked >= pruned[1] + pruned[3])
+    }
+}
