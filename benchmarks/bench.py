@@ -20,6 +20,8 @@ Sections
   sparse      inference images/s from the sparse export (CSR kernels) vs gmtool's dense path on the
               pruned .h5 vs TensorFlow 2.15 on the pruned .h5, batch 1 and 100, at 90% sparsity;
               and the sparsity at which the sparse path breaks even with the dense one.
+  train       training images/s: `gmtool train` (one epoch, batch 128, SGD Nesterov, no augmentation)
+              vs TensorFlow 2.15 `model.fit` (benchmarks/tf_fit.py), MobileNet alpha 0.5 and 1.0.
   memory      peak resident memory of `gmtool eval` and `gmtool grad` over 1,000 and 10,000
               images (it must not grow with the image count).
 
@@ -279,6 +281,24 @@ def section_sparse(models, n, repeats):
     return {"rows": rows, "break_even": even}
 
 
+def section_train(models):
+    folder = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
+    print("\n== training: 40,000 images (data_batch_1-4), batch 128, SGD Nesterov momentum 0.9, no augmentation")
+    print(f"{'model':<26}{'gmtool img/s':>14}{'TF fit img/s':>14}")
+    rows = []
+    for alpha in (0.5, 1.0):
+        model = os.path.join(models, f"mobilenet_a{alpha}_top.h5")
+        out = os.path.join(OUT, "train-bench.h5")
+        run([GMTOOL, "train", model, "--data", folder, "--epochs", "1", "--batch-size", "128", "--lr", "0.01", "--nesterov",
+             "--no-augment", "-o", out, "--quiet", "--log", os.path.join(OUT, "train-bench.csv")])
+        mine = json.load(open(os.path.join(OUT, "train-bench.json")))[-1]["train_images_per_second"]
+        theirs = json.loads(run([PY, os.path.join(ROOT, "benchmarks", "tf_fit.py"), model, folder, "128"]).stdout)["images_per_second"]
+        print(f"{'MobileNet alpha ' + str(alpha):<26}{mine:>14,.0f}{theirs:>14,.0f}")
+        rows.append({"alpha": alpha, "gmtool": mine, "tf": theirs})
+    print("(gmtool: the training steps of its first epoch; TensorFlow: model.fit's second epoch, after tracing)")
+    return rows
+
+
 def section_memory(models):
     model = os.path.join(models, "mobilenet_a1.0_top.h5")
     data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
@@ -299,7 +319,7 @@ def section_memory(models):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default="stats,throughput,rule,prune,export,sparse,memory")
+    ap.add_argument("--sections", default="stats,throughput,rule,prune,export,sparse,train,memory")
     ap.add_argument("--n", type=int, default=2000, help="images for the throughput section")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
@@ -325,6 +345,8 @@ def main():
         results["export"] = section_export(models, args.repeats)
     if "sparse" in sections:
         results["sparse"] = section_sparse(models, args.n, args.repeats)
+    if "train" in sections:
+        results["train"] = section_train(models)
     if "memory" in sections:
         results["memory"] = section_memory(models)
     with open(os.path.join(OUT, "results.json"), "w") as f:

@@ -52,17 +52,20 @@ public struct EpochRecord: Codable, Sendable {
     public var learningRate: Double
     public var prunedThisEpoch: Int
     public var sparsity: Double
+    /// The whole epoch: training, pruning, validation, checkpoint.
     public var seconds: Double
+    /// Training steps alone (forward, backward, optimizer, augmentation), in images per second.
+    public var trainImagesPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
         case epoch, loss, trainAccuracy = "train_accuracy", validationLoss = "validation_loss"
         case validationAccuracy = "validation_accuracy", learningRate = "learning_rate"
-        case prunedThisEpoch = "pruned_this_epoch", sparsity, seconds
+        case prunedThisEpoch = "pruned_this_epoch", sparsity, seconds, trainImagesPerSecond = "train_images_per_second"
     }
 
-    public static let csvHeaderText = "epoch,loss,train_accuracy,validation_loss,validation_accuracy,learning_rate,pruned_this_epoch,sparsity,seconds"
+    public static let csvHeaderText = "epoch,loss,train_accuracy,validation_loss,validation_accuracy,learning_rate,pruned_this_epoch,sparsity,seconds,train_images_per_second"
     public var csvLine: String {
-        "\(epoch),\(loss),\(trainAccuracy),\(validationLoss),\(validationAccuracy),\(learningRate),\(prunedThisEpoch),\(sparsity),\(seconds)"
+        "\(epoch),\(loss),\(trainAccuracy),\(validationLoss),\(validationAccuracy),\(learningRate),\(prunedThisEpoch),\(sparsity),\(seconds),\(trainImagesPerSecond)"
     }
 }
 
@@ -169,6 +172,7 @@ public final class Trainer {
                 network.parametersChanged()
                 progress(epoch, min(offset + batch, order.count), order.count)
             }
+            let trainSeconds = Date().timeIntervalSince(start)
             var pruned = 0
             if settings.prunes(afterEpoch: epoch) {
                 pruned = try pruneNow(log: log)
@@ -177,7 +181,8 @@ public final class Trainer {
             let record = EpochRecord(
                 epoch: epoch, loss: totals.meanLoss, trainAccuracy: totals.top1Accuracy, validationLoss: evaluation.meanLoss,
                 validationAccuracy: evaluation.top1Accuracy, learningRate: learningRate, prunedThisEpoch: pruned,
-                sparsity: sparsity(), seconds: Date().timeIntervalSince(start))
+                sparsity: sparsity(), seconds: Date().timeIntervalSince(start),
+                trainImagesPerSecond: Double(order.count) / max(trainSeconds, 1e-9))
             history.append(record)
             try save(to: output)
             try epochDone(record)

@@ -148,10 +148,12 @@ struct TrainCommand: ParsableCommand {
              + (resume ? ", resuming after epoch \(trainer.completedEpochs)" : ""))
         if resume && trainer.completedEpochs >= epochs { note("nothing to do: \(trainer.completedEpochs) epochs already done") }
         print("epoch  loss    train_acc  val_loss  val_acc  lr        pruned    sparsity  seconds")
+        fflush(nil)
         for record in trainer.history { print(line(record)) }
         let bar = ProgressBar(total: trainData.count, label: "epoch", quiet: quiet)
         try trainer.run(output: output, progress: { _, done, _ in bar.update(done) }, epochDone: { record in
             print(line(record))
+            fflush(nil)  // each epoch's line as it happens, also when stdout is a file
             try? writeLog(trainer.history, to: logPath)
         }, log: note)
     }

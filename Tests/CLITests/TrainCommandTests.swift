@@ -1,0 +1,53 @@
+import Foundation
+import KerasCheckpoint
+import Testing
+
+@Suite struct TrainCommandTests {
+    let folder: URL
+    init() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-train-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for (index, name) in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"].enumerated() {
+            try writeRecords(folder.appendingPathComponent(name).path, labels: (0..<20).map { UInt8(($0 + index) % 10) })
+        }
+    }
+    func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+
+    @Test func trainsPrunesLogsAndResumes() throws {
+        let output = path("out.h5")
+        let arguments = ["train", Paths.fixture("rescnn_k3.h5"), "--data", folder.path, "--epochs", "2", "--batch-size", "16",
+                         "--lr", "0.05", "--beta", "0.05", "--gamma", "1", "--delta", "1", "-o", output]
+        let result = try gmtool(arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("epoch  loss") == true)
+        #expect(lines.count == 3)
+        let csv = try String(contentsOfFile: output + ".log.csv", encoding: .utf8).split(separator: "\n")
+        #expect(csv.first?.hasPrefix("epoch,loss,train_accuracy,validation_loss,validation_accuracy") == true)
+        #expect(csv.count == 3)
+        let log = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path("out.h5.log.json")))) as? [[String: Any]])
+        #expect((log.last?["sparsity"] as? Double ?? 0) > 0)
+        #expect(try Checkpoint.open(output).statistics().hasMasks)
+        // Resuming a finished run has nothing to do and keeps the file as it is.
+        let before = FileManager.default.contents(atPath: output)
+        let again = try gmtool(arguments + ["--resume"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("nothing to do"))
+        #expect(FileManager.default.contents(atPath: output) == before)
+        // Other settings cannot resume this run.
+        var changed = arguments + ["--resume"]
+        changed[changed.firstIndex(of: "0.05")!] = "0.07"
+        let refused = try gmtool(changed)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("other settings"))
+    }
+
+    @Test(arguments: [(["--epochs", "0"], "--epochs"), (["--epochs", "1", "--delta", "0"], "--delta"),
+                      (["--epochs", "1", "--beta", "-2"], "--beta"), (["--epochs", "1", "--lr", "0"], "--lr")])
+    func badFlags(extra: [String], fragment: String) throws {
+        let result = try gmtool(["train", Paths.fixture("rescnn_k3.h5"), "--data", folder.path, "-o", path("x.h5")] + extra)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains(fragment))
+        #expect(!FileManager.default.fileExists(atPath: path("x.h5")))
+    }
+}
