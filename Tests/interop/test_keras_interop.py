@@ -210,3 +210,28 @@ def test_sparse_export_reads_with_h5py_and_scipy(name):
 
         f["weights"].visititems(check)
     assert kernels > 0
+
+
+@pytest.mark.skipif(not GMTOOL, reason="GMTOOL_BIN is not set")
+def test_keras_loads_what_gmtool_train_wrote(tmp_path):
+    """`gmtool train` output (weights, masks, the /gmtool_training state) loads in Keras and
+    predicts what `gmtool eval` computes."""
+    rng = np.random.default_rng(3)
+    for i in range(1, 6):
+        n = 32
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        pixels = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        np.concatenate([labels[:, None], pixels], axis=1).tofile(tmp_path / f"data_batch_{i}.bin")
+    out = tmp_path / "trained.h5"
+    subprocess.run([GMTOOL, "train", os.path.join(FIXTURES, "seqcnn_k2.h5"), "--data", str(tmp_path), "--epochs", "2",
+                    "--batch-size", "16", "--lr", "0.05", "--nesterov", "--beta", "0.05", "-o", str(out), "--quiet"],
+                   check=True, capture_output=True)
+    model = load("seqcnn_k2.h5", str(out))
+    raw = np.fromfile(tmp_path / "data_batch_5.bin", dtype=np.uint8).reshape(-1, 3073)
+    x = raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32) / 255.0
+    labels = raw[:, 0]
+    p = model(x, training=False).numpy().astype(np.float64)
+    loss = float(np.mean(-np.log(p[np.arange(len(labels)), labels])))
+    result = json.loads(subprocess.run([GMTOOL, "eval", str(out), "--data", str(tmp_path / "data_batch_5.bin"), "--json"],
+                                       check=True, capture_output=True, text=True).stdout)
+    assert abs(result["mean_loss"] - loss) < 1e-4 * max(1.0, loss)
