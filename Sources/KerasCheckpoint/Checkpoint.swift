@@ -383,10 +383,6 @@ public final class Checkpoint {
         return result
     }
 
-    /// Bytes the weight's data takes in the file.
-    public func storageBytes(_ weight: CheckpointWeight) -> Int {
-        (try? file.root.dataset(weight.datasetPath).storageSize) ?? 0
-    }
 }
 
 func shapeText(_ shape: [Int]) -> String {

@@ -37,7 +37,7 @@ struct ExportCommand: ParsableCommand {
 
     func validate() throws {
         if csr && format == .bitmask { throw ValidationError("--csr and --format bitmask contradict each other") }
-        if URL(fileURLWithPath: output).standardizedFileURL == URL(fileURLWithPath: checkpoint.model).standardizedFileURL {
+        if samePath(output, checkpoint.model) {
             throw ValidationError("the output would overwrite the model")
         }
     }
@@ -110,7 +110,7 @@ struct ImportCommand: ParsableCommand {
     var output: String
 
     func validate() throws {
-        if URL(fileURLWithPath: output).standardizedFileURL == URL(fileURLWithPath: model).standardizedFileURL {
+        if samePath(output, model) {
             throw ValidationError("the output would overwrite the input")
         }
     }

@@ -29,7 +29,7 @@ struct GradCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if URL(fileURLWithPath: output).standardizedFileURL == URL(fileURLWithPath: checkpoint.model).standardizedFileURL {
+        if samePath(output, checkpoint.model) {
             throw ValidationError("the output would overwrite the model")
         }
     }

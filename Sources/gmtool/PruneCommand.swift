@@ -89,8 +89,7 @@ struct PruneCommand: ParsableCommand {
         if perLayer && targetSparsity == nil { throw ValidationError("--per-layer needs --target-sparsity") }
         if !dryRun {
             guard let output else { throw ValidationError("give the output file with -o (or --dry-run, or -o MODEL --in-place)") }
-            let same = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
-                == URL(fileURLWithPath: checkpoint.model).standardizedFileURL.resolvingSymlinksInPath()
+            let same = samePath(output, checkpoint.model)
             if same && !inPlace { throw ValidationError("the output is the input file; add --in-place to replace it") }
         }
         _ = try parseOverrides(layerBeta, flag: "--layer-beta")

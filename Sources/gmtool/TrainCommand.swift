@@ -113,7 +113,7 @@ struct TrainCommand: ParsableCommand {
         if let beta, !(beta >= 0) || !beta.isFinite { throw ValidationError("--beta must be a finite number >= 0") }
         if gamma.isNaN || gamma < 0 { throw ValidationError("--gamma must be >= 0") }
         if scale == .meanstd { throw ValidationError("train supports --scale unit, symmetric or raw") }
-        if !resume && URL(fileURLWithPath: output).standardizedFileURL == URL(fileURLWithPath: checkpoint.model).standardizedFileURL {
+        if !resume && samePath(output, checkpoint.model) {
             throw ValidationError("the output would overwrite the model (use another -o; --resume continues an output)")
         }
     }
