@@ -2,7 +2,7 @@
 # The reproduction in docs/RESULTS.md: the reference MobileNet (alpha 0.5, trained 30 epochs by
 # Keras, ../shared/models) trained 15 more epochs by gmtool, densely and with the paper's pruning
 # schedule at several (beta, gamma), delta 1; then test accuracy and sparsity of every result.
-# Usage: bash benchmarks/reproduce.sh [RUN...]   (runs: dense paper_a paper_b high_a high_b magnitude)
+# Usage: bash benchmarks/reproduce.sh [RUN...]   (runs: dense paper_a paper_b high_a high_b grad_mid magnitude)
 # Each run takes about 3 minutes on the 2-core machine; outputs go to runs/ (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +17,11 @@ declare -A settings=(
   [paper_b]="--beta 0.05 --gamma 0.05"
   [high_a]="--beta 0.25 --gamma 0.001"
   [high_b]="--beta 0.12 --gamma 0.05"
-  [magnitude]="--beta ${MAGNITUDE_BETA:-0.2} --gamma inf"
+  [grad_mid]="--beta 0.16 --gamma 0.001"
+  [magnitude]="--beta 0.12 --gamma inf"
 )
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(dense paper_a paper_b high_a high_b magnitude)
+[ ${#runs[@]} -gt 0 ] || runs=(dense paper_a paper_b high_a high_b grad_mid magnitude)
 mkdir -p runs
 for run in "${runs[@]}"; do
   # shellcheck disable=SC2086
