@@ -2,7 +2,7 @@
 # The reproduction in docs/RESULTS.md: the reference MobileNet (alpha 0.5, trained 30 epochs by
 # Keras, ../shared/models) trained 15 more epochs by gmtool, densely and with the paper's pruning
 # schedule at several (beta, gamma), delta 1; then test accuracy and sparsity of every result.
-# Usage: bash benchmarks/reproduce.sh [RUN...]   (runs: dense paper_a paper_b high_a high_b grad_mid magnitude)
+# Usage: bash benchmarks/reproduce.sh [RUN...]   (runs: dense paper_a paper_b high_a high_b grad_mid magnitude magnitude_hi)
 # Each run takes about 3 minutes on the 2-core machine; outputs go to runs/ (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +19,10 @@ declare -A settings=(
   [high_b]="--beta 0.12 --gamma 0.05"
   [grad_mid]="--beta 0.16 --gamma 0.001"
   [magnitude]="--beta 0.12 --gamma inf"
+  [magnitude_hi]="--beta 0.147 --gamma inf"
 )
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(dense paper_a paper_b high_a high_b grad_mid magnitude)
+[ ${#runs[@]} -gt 0 ] || runs=(dense paper_a paper_b high_a high_b grad_mid magnitude magnitude_hi)
 mkdir -p runs
 for run in "${runs[@]}"; do
   # shellcheck disable=SC2086
