@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the shipped defaults: the MobileNet in ../shared/models, CIFAR-10 in
 # ../shared/data. Installs the build dependencies, builds gmtool (release), then reports the
-# model, evaluates it on the test split and takes dC/dw on the validation split.
+# model, evaluates it on the test split, takes dC/dw on the validation split, prunes it with the
+# paper's rule, exports the pruned model as CSR and evaluates the sparse file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -26,3 +27,7 @@ $gmtool prune "$model" --beta 0.05 --gamma 0.001 --data "$data" --eval-data "$da
 echo
 echo "== gmtool stats $out/pruned.h5 (totals)"
 $gmtool stats "$out/pruned.h5" | grep -E "^(total|non-zero|sparsity|masks)"
+echo
+echo "== gmtool export --csr $out/pruned.h5 -o $out/pruned.csr.h5; gmtool eval on the sparse file"
+$gmtool export --csr "$out/pruned.h5" -o "$out/pruned.csr.h5" 2>/dev/null | tail -3
+$gmtool eval "$out/pruned.csr.h5" --data "$data" | grep -E "top-1|kernels|speed"
