@@ -104,6 +104,14 @@ func writeRecords(_ path: String, labels: [UInt8], extraBytes: Int = 0) throws {
                         ["split_k2_weights.h5"])
     }
 
+    @Test func classCountThatDoesNotMatchTheData() throws {
+        let path = scratch.appendingPathComponent("ok.bin").path
+        try writeRecords(path, labels: [1, 2])
+        try expectError(["eval", Paths.fixture("bad/five_classes.h5"), "--data", path], ["five_classes.h5", "5 classes", "10"])
+        try expectError(["grad", Paths.fixture("bad/five_classes.h5"), "--data", path, "-o", scratch.appendingPathComponent("g.h5").path],
+                        ["5 classes"])
+    }
+
     @Test func missingDataAndSplit() throws {
         try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", scratch.path, "--split", "train"],
                         ["data_batch_1.bin", "train"])
