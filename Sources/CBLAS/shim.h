@@ -4,5 +4,4 @@
 #define GMTOOL_CBLAS_SHIM_H
 #include <cblas.h>
 static inline void gm_blas_set_threads(int n) { openblas_set_num_threads(n); }
-static inline int gm_blas_get_threads(void) { return openblas_get_num_threads(); }
 #endif

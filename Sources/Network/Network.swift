@@ -302,6 +302,13 @@ public final class Network: @unchecked Sendable {
         }
     }
 
+    /// Zeroes every worker's gradient accumulators.
+    public func resetGradients() {
+        for workspace in workspaces where workspacesHaveGradients {
+            for (pointer, count) in zip(workspace.parameterGradients, workspace.parameterCounts) { pointer.update(repeating: 0, count: count) }
+        }
+    }
+
     /// The accumulated d(sum of losses)/dw of every trainable parameter, summed over workers and
     /// divided by `imageCount` (so it is the gradient of the mean loss); resets the accumulators.
     public func takeGradients(imageCount: Int) -> [(parameter: Parameter, gradient: [Float])] {

@@ -111,9 +111,7 @@ final class ConvolutionOperation: Operation {
     func backward(_ c: PassContext) {
         conv2dBackward(inputGradient: c.inputGradients[0], kernelGradient: c.workspace.gradient(kernel),
                        biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
-                       // The scratch is shared by every convolution of the worker: later layers
-                       // overwrote this one's columns, so they are rebuilt (cheap next to the GEMMs).
-                       input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch, refillScratch: true,
+                       input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch,
                        batch: c.batch * rowsPerSample, geometry: geometry, inputChannels: inputChannels,
                        outputChannels: outputChannels)
     }

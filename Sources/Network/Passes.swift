@@ -59,7 +59,7 @@ extension Network {
                           progress: (Int) -> Void = { _ in }) throws -> GradientReport {
         try checkClasses(source)
         let start = Date()
-        _ = takeGradients(imageCount: 1)  // start from zero
+        resetGradients()
         var totals = PassTotals()
         try source.forEachBatch(size: batchSize) { images, labels, n in
             totals = totals + pass(images: images, labels: labels, count: n, accumulateGradients: true)

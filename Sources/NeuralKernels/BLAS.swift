@@ -20,9 +20,7 @@ public func gemm(
 }
 
 /// BLAS's own thread count. gmtool runs one network copy per core with single-threaded BLAS
-/// (small 32x32 GEMMs scale better across samples than inside one GEMM), so this is set to 1
-/// while its workers run.
+/// (small 32x32 GEMMs scale better across samples than inside one GEMM), so `Network` sets it to 1.
 public enum BLASThreads {
     public static func set(_ count: Int) { gm_blas_set_threads(Int32(count)) }
-    public static var current: Int { Int(gm_blas_get_threads()) }
 }

@@ -135,13 +135,14 @@ public func conv2dForward(
 }
 
 /// Adds the gradients of conv2dForward: into `kernelGradient`, `biasGradient` and (when not nil)
-/// `inputGradient`. `scratch` must hold the forward's im2col of `input`, or is refilled here when
-/// `refillScratch` is true.
+/// `inputGradient`. The im2col columns are rebuilt in `scratch`: it is shared by every convolution
+/// of a worker, so later layers have overwritten the forward's (rebuilding is cheap next to the
+/// GEMMs).
 public func conv2dBackward(
     inputGradient: UnsafeMutablePointer<Float>?, kernelGradient: UnsafeMutablePointer<Float>,
     biasGradient: UnsafeMutablePointer<Float>?, outputGradient: UnsafePointer<Float>,
     input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>?,
-    refillScratch: Bool, batch: Int, geometry g: WindowGeometry, inputChannels: Int, outputChannels: Int
+    batch: Int, geometry g: WindowGeometry, inputChannels: Int, outputChannels: Int
 ) {
     let rows = batch * g.outputHeight * g.outputWidth
     let patch = g.kernelHeight * g.kernelWidth * inputChannels
@@ -153,7 +154,7 @@ public func conv2dBackward(
     }
     let columns: UnsafePointer<Float>
     if g.isPointwise { columns = input } else {
-        if refillScratch { im2col(scratch!, input, batch: batch, g, channels: inputChannels) }
+        im2col(scratch!, input, batch: batch, g, channels: inputChannels)
         columns = UnsafePointer(scratch!)
     }
     // dK (patch x out) += columns^T (patch x rows) * dY (rows x out)

@@ -59,7 +59,7 @@ import Testing
         var db = [Float](repeating: 0, count: cout)
         var scratch = [Float](repeating: 0, count: max(1, conv2dScratchCount(g, inputChannels: cin, batch: batch)))
         conv2dBackward(inputGradient: &dx, kernelGradient: &dk, biasGradient: &db, outputGradient: probe, input: input,
-                       kernel: kernel, scratch: &scratch, refillScratch: true, batch: batch, geometry: g,
+                       kernel: kernel, scratch: &scratch, batch: batch, geometry: g,
                        inputChannels: cin, outputChannels: cout)
         let ex = finiteDifferenceError(input: input, forward: { forward($0, kernel, bias) }, analytic: dx, probe: probe)
         let ek = finiteDifferenceError(input: kernel, forward: { forward(input, $0, bias) }, analytic: dk, probe: probe)
