@@ -12,6 +12,8 @@ static inline hid_t gm_H5S_ALL(void) { return H5S_ALL; }
 static inline hid_t gm_H5E_DEFAULT(void) { return H5E_DEFAULT; }
 static inline hid_t gm_H5P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t gm_H5P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
+static inline hid_t gm_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
+static inline hid_t gm_H5P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
 static inline hid_t gm_H5P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
 static inline unsigned gm_H5F_ACC_RDONLY(void) { return H5F_ACC_RDONLY; }
 static inline unsigned gm_H5F_ACC_RDWR(void) { return H5F_ACC_RDWR; }

@@ -138,6 +138,9 @@ public struct CIFARDataset: ImageBatchSource {
 
     public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
         let pixels = Self.height * Self.width
+        // Buffers follow the images there are, not the flag: --batch-size 10000000 on 300 images
+        // holds 300.
+        let size = max(1, min(size, count))
         var images = [Float](repeating: 0, count: size * pixels * Self.channels)
         var labels = [Int32](repeating: 0, count: size)
         var filled = 0

@@ -175,7 +175,11 @@ public final class HDF5File {
             let access = H5Pcreate(gm_H5P_FILE_ACCESS())
             defer { H5Pclose(access) }
             if compact { H5Pset_libver_bounds(access, H5F_LIBVER_V110, H5F_LIBVER_V110) }
-            let id = try check(H5Fcreate(path, gm_H5F_ACC_TRUNC(), gm_H5P_DEFAULT(), access),
+            let creation = H5Pcreate(gm_H5P_FILE_CREATE())
+            defer { H5Pclose(creation) }
+            // No creation time in the root group's header: the same content gives the same bytes.
+            H5Pset_obj_track_times(creation, false)
+            let id = try check(H5Fcreate(path, gm_H5F_ACC_TRUNC(), creation, access),
                                "create file", path)
             return HDF5File(handle: Handle(id, close: H5Fclose), path: path)
         }
@@ -496,7 +500,11 @@ public final class HDF5Group: HDF5Object {
             let linkProperties = H5Pcreate(gm_H5P_LINK_CREATE())
             defer { H5Pclose(linkProperties) }
             H5Pset_create_intermediate_group(linkProperties, 1)
-            let id = try check(H5Gcreate2(handle.id, name, linkProperties, gm_H5P_DEFAULT(), gm_H5P_DEFAULT()),
+            let groupProperties = H5Pcreate(gm_H5P_GROUP_CREATE())
+            defer { H5Pclose(groupProperties) }
+            // No creation times in object headers: the same content gives the same bytes.
+            H5Pset_obj_track_times(groupProperties, false)
+            let id = try check(H5Gcreate2(handle.id, name, linkProperties, groupProperties, gm_H5P_DEFAULT()),
                                "create group", "\(file.path):\(childPath(name))")
             return HDF5Group(file: file, handle: Handle(id, close: H5Gclose), path: childPath(name))
         }
@@ -524,6 +532,8 @@ public final class HDF5Group: HDF5Object {
             defer { H5Sclose(space) }
             let properties = H5Pcreate(gm_H5P_DATASET_CREATE())
             defer { H5Pclose(properties) }
+            // No creation times in object headers: the same content gives the same bytes.
+            H5Pset_obj_track_times(properties, false)
             // Compression pays only past a few kilobytes: a chunk index costs more than it saves
             // on small tensors (biases, BatchNorm vectors).
             if let level = storage.deflateLevel, count * MemoryLayout<T>.size >= storage.minimumCompressedBytes, !shape.isEmpty {

@@ -74,7 +74,7 @@ extension Checkpoint {
             }
             if !edits.masks.isEmpty || !edits.maskAttributes.isEmpty {
                 let group = try root.openOrCreateGroup(maskGroupName)
-                for (key, value) in edits.maskAttributes { try group.setAttribute(key, string: value) }
+                for (key, value) in edits.maskAttributes.sorted(by: { $0.key < $1.key }) { try group.setAttribute(key, string: value) }
                 for (weight, mask) in edits.masks.sorted(by: { $0.key.datasetPath < $1.key.datasetPath }) {
                     precondition(mask.count == weight.elementCount, "mask for \(weight.datasetPath) has the wrong size")
                     let relative = String(weight.datasetPath.dropFirst())
@@ -103,9 +103,9 @@ extension Checkpoint {
                 _ = try root.createDataset(relative, shape: shape, values: values,
                                            storage: HDF5StorageOptions(deflateLevel: 1, shuffle: true, minimumCompressedBytes: 4096))
             }
-            for (groupPath, attributes) in edits.extraAttributes {
+            for (groupPath, attributes) in edits.extraAttributes.sorted(by: { $0.key < $1.key }) {
                 let group = try root.openOrCreateGroup(String(groupPath.drop { $0 == "/" }))
-                for (key, value) in attributes { try group.setAttribute(key, string: value) }
+                for (key, value) in attributes.sorted(by: { $0.key < $1.key }) { try group.setAttribute(key, string: value) }
             }
             try file.flush()
         } catch let error as HDF5Error {

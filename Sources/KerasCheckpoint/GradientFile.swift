@@ -11,8 +11,8 @@ public enum GradientFile {
         try writeAtomically(to: path) { temporary in
             do {
                 let file = try HDF5File.create(temporary)
-                for (key, value) in textAttributes { try file.root.setAttribute(key, string: value) }
-                for (key, value) in numberAttributes { try file.root.setAttribute(key, values: [value], scalar: true) }
+                for (key, value) in textAttributes.sorted(by: { $0.key < $1.key }) { try file.root.setAttribute(key, string: value) }
+                for (key, value) in numberAttributes.sorted(by: { $0.key < $1.key }) { try file.root.setAttribute(key, values: [value], scalar: true) }
                 for (weight, values) in gradients {
                     _ = try file.root.createDataset(String(weight.datasetPath.dropFirst()), shape: weight.shape, values: values)
                 }

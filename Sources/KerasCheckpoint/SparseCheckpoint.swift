@@ -70,7 +70,7 @@ extension Checkpoint {
                     // How the masks were made travels with them (no mask datasets: the CSR
                     // structure is the mask).
                     let masks = try root.createGroup(maskGroupName)
-                    for (key, value) in provenance { try masks.setAttribute(key, string: value) }
+                    for (key, value) in provenance.sorted(by: { $0.key < $1.key }) { try masks.setAttribute(key, string: value) }
                 }
                 for (order, weight) in weights.enumerated() {
                     let member = "weights" + weight.datasetPath
@@ -166,7 +166,7 @@ extension Checkpoint {
                 let provenance = try maskProvenance()
                 if !provenance.isEmpty {
                     let masks = try root.openOrCreateGroup(maskGroupName)
-                    for (key, value) in provenance { try masks.setAttribute(key, string: value) }
+                    for (key, value) in provenance.sorted(by: { $0.key < $1.key }) { try masks.setAttribute(key, string: value) }
                 }
                 try file.flush()
             } catch let error as HDF5Error {

@@ -3,9 +3,9 @@ import Foundation
 import KerasCheckpoint
 import NeuralKernels
 
-/// Per-worker buffers: one activation and one gradient buffer per node, im2col scratch, and the
-/// gradient accumulators of every trainable parameter. Each worker thread touches only its own
-/// workspace, which is why it is `@unchecked Sendable`.
+/// The buffers of one chunk of a batch: one activation and one gradient buffer per node, im2col
+/// scratch, and float accumulators for every trainable parameter's gradient over the chunk. A
+/// chunk is touched by one worker thread at a time, which is why it is `@unchecked Sendable`.
 final class Workspace: @unchecked Sendable {
     let capacity: Int
     let activations: [UnsafeMutablePointer<Float>]
@@ -14,7 +14,7 @@ final class Workspace: @unchecked Sendable {
     let parameterGradients: [UnsafeMutablePointer<Float>]
     let parameterCounts: [Int]
     let nodeCounts: [Int]
-    /// Batch statistics of each BatchNorm node in the last training pass.
+    /// Batch statistics of each BatchNorm node in the last training pass (equal in every chunk).
     var batchStatistics: [Int: BatchStatistics] = [:]
 
     init(nodes: [Node], trainable: [Parameter], capacity: Int, withGradients: Bool) {
@@ -27,6 +27,13 @@ final class Workspace: @unchecked Sendable {
         parameterCounts = trainable.map { $0.weight.elementCount }
         parameterGradients = withGradients ? trainable.map { .allocate(capacity: max(1, $0.weight.elementCount)) } : []
         for (pointer, count) in zip(parameterGradients, parameterCounts) { pointer.update(repeating: 0, count: count) }
+    }
+
+    /// Bytes a workspace of this shape holds, for the memory check before allocating.
+    static func bytes(nodes: [Node], trainable: [Parameter], capacity: Int, withGradients: Bool) -> Int {
+        let perSample = nodes.reduce(0) { $0 + $1.count } * (withGradients ? 2 : 1) + (nodes.map { $0.operation.scratchPerSample }.max() ?? 0)
+        let parameters = withGradients ? trainable.reduce(0) { $0 + $1.weight.elementCount } : 0
+        return (perSample * capacity + parameters) * MemoryLayout<Float>.size
     }
 
     deinit {
@@ -80,10 +87,15 @@ public final class Network: @unchecked Sendable {
     /// Per-sample input shape (height, width, channels).
     public let inputShape: [Int]
     public let classCount: Int
-    /// Worker threads (one per core); each runs the network on its share of a batch.
+    /// Worker threads (one per core by default). They only execute chunks: no result depends on
+    /// how many there are (see `chunks(_:)`).
     public let workerCount: Int
+    /// One workspace per chunk of the largest batch so far.
     private var workspaces: [Workspace] = []
     private var workspacesHaveGradients = false
+    /// d(sum of losses)/dw of every trainable parameter since the last reset, in Double: each
+    /// pass adds its chunks' float sums here in chunk order.
+    private var gradientTotals: [UnsafeMutableBufferPointer<Double>] = []
     /// The checkpoint the weights came from.
     public let checkpoint: Checkpoint
 
@@ -126,6 +138,8 @@ public final class Network: @unchecked Sendable {
         BLASThreads.set(1)
     }
 
+    deinit { gradientTotals.forEach { $0.deallocate() } }
+
     /// Call after changing parameter values in place (pruning, training).
     public func parametersChanged() {
         for node in nodes { node.operation.parametersChanged() }
@@ -134,47 +148,121 @@ public final class Network: @unchecked Sendable {
     /// Floats per input image.
     public var inputCount: Int { inputShape.reduce(1, *) }
 
-    private func prepareWorkspaces(batch: Int, gradients: Bool) {
-        let share = (batch + workerCount - 1) / workerCount
-        if workspaces.count == workerCount, workspaces[0].capacity >= share, workspacesHaveGradients || !gradients { return }
-        workspaces = (0..<workerCount).map { _ in
-            Workspace(nodes: nodes, trainable: trainableParameters, capacity: share, withGradients: gradients)
+    /// The most images one chunk holds.
+    public static let chunkLimit = 32
+
+    /// The chunks a batch of `count` images is cut into: ceil(count / chunkLimit) contiguous
+    /// ranges of near-equal size. Every kernel runs on one chunk at a time, and everything that
+    /// sums over images (losses, parameter gradients, BatchNorm's batch statistics) sums per chunk
+    /// and then over the chunks in chunk order. The cut depends on `count` alone, never on the
+    /// number of workers, so results are the same bytes for any `--threads` (a BLAS call's
+    /// rounding can depend on its matrix sizes, which is why the sizes must not follow the workers).
+    public static func chunks(_ count: Int) -> [Range<Int>] {
+        guard count > 0 else { return [] }
+        let chunkCount = (count + chunkLimit - 1) / chunkLimit
+        let base = count / chunkCount, extra = count % chunkCount
+        var start = 0
+        return (0..<chunkCount).map { index in
+            let size = base + (index < extra ? 1 : 0)
+            defer { start += size }
+            return start..<(start + size)
+        }
+    }
+
+    /// Bytes the buffers of a pass over batches of `batch` images hold (activations, gradients
+    /// and accumulators of every chunk), besides the weights; Int.max where that overflows.
+    public func passBytes(batch: Int, gradients: Bool) -> Int {
+        guard batch > 0 else { return 0 }
+        let chunkCount = (batch + Self.chunkLimit - 1) / Self.chunkLimit
+        let capacity = (batch + chunkCount - 1) / chunkCount
+        let perChunk = Workspace.bytes(nodes: nodes, trainable: trainableParameters, capacity: capacity, withGradients: gradients)
+        let totals = gradients ? trainableParameters.reduce(0) { $0 + $1.weight.elementCount } * MemoryLayout<Double>.size : 0
+        let (all, overflow) = perChunk.multipliedReportingOverflow(by: chunkCount)
+        return overflow ? .max : all.addingReportingOverflow(totals).overflow ? .max : all + totals
+    }
+
+    /// Refuses a batch whose buffers would not fit in this machine's memory, before allocating.
+    public func checkMemory(batch: Int, gradients: Bool) throws {
+        let needed = passBytes(batch: batch, gradients: gradients)
+        let available = ProcessInfo.processInfo.physicalMemory
+        guard UInt64(needed) <= available else {
+            throw CheckpointError(file: checkpoint.path, problem: "a batch of \(batch) images needs \(gigabytes(Double(needed))) of buffers, more than this machine's \(gigabytes(Double(available))) of memory; use a smaller --batch-size")
+        }
+    }
+
+    private func prepareWorkspaces(_ ranges: [Range<Int>], gradients: Bool) {
+        let capacity = ranges.map(\.count).max() ?? 0
+        if workspaces.count >= ranges.count, (workspaces.first?.capacity ?? 0) >= capacity, workspacesHaveGradients || !gradients { return }
+        workspaces = (0..<ranges.count).map { _ in
+            Workspace(nodes: nodes, trainable: trainableParameters, capacity: capacity, withGradients: gradients)
         }
         workspacesHaveGradients = gradients
-    }
-
-    /// Splits `count` rows into contiguous shares, one per worker.
-    private func shares(_ count: Int) -> [Range<Int>] {
-        let share = (count + workerCount - 1) / workerCount
-        return (0..<workerCount).map { min($0 * share, count)..<min(($0 + 1) * share, count) }
-    }
-
-    private func runForward(_ workspace: Workspace, batch: Int, training: TrainingContext? = nil) {
-        for (index, node) in nodes.enumerated() where index != inputNode {
-            node.operation.forward(PassContext(
-                batch: batch, inputs: node.inputs.map { workspace.activations[$0] }, output: workspace.activations[index],
-                inputGradients: [], outputGradient: workspace.activations[index], scratch: workspace.scratch,
-                workspace: workspace, training: training, node: index))
+        if gradients && gradientTotals.isEmpty {
+            gradientTotals = trainableParameters.map {
+                let buffer = UnsafeMutableBufferPointer<Double>.allocate(capacity: max(1, $0.weight.elementCount))
+                buffer.initialize(repeating: 0)
+                return buffer
+            }
         }
     }
 
-    /// Scores the rows of one worker: loss (from logits when the model ends in softmax), top-1
+    /// The contexts of one node in every chunk a worker owns.
+    private func contexts(_ index: Int, chunks: [Int], ranges: [Range<Int>], training: TrainingContext?) -> [PassContext] {
+        let node = nodes[index]
+        return chunks.map { chunk in
+            let workspace = workspaces[chunk]
+            return PassContext(
+                batch: ranges[chunk].count, inputs: node.inputs.map { workspace.activations[$0] },
+                output: workspace.activations[index],
+                inputGradients: workspacesHaveGradients ? node.inputs.map { $0 == inputNode ? nil : workspace.nodeGradients[$0] } : [],
+                outputGradient: workspacesHaveGradients ? workspace.nodeGradients[index] : workspace.activations[index],
+                scratch: workspace.scratch, workspace: workspace, training: training, node: index,
+                chunk: chunk, firstImage: ranges[chunk].lowerBound)
+        }
+    }
+
+    /// Runs the forward pass node by node over a worker's chunks. In training, BatchNorm takes
+    /// all of them at once: its batch statistics are summed over every chunk of the batch.
+    private func runForward(chunks: [Int], ranges: [Range<Int>], training: TrainingContext?) {
+        for (index, node) in nodes.enumerated() where index != inputNode {
+            let contexts = contexts(index, chunks: chunks, ranges: ranges, training: training)
+            if let training, let coupled = node.operation as? BatchCoupledOperation {
+                coupled.trainingForward(contexts, training)
+            } else {
+                for context in contexts { node.operation.forward(context) }
+            }
+        }
+    }
+
+    private func runBackward(chunks: [Int], ranges: [Range<Int>], training: TrainingContext?) {
+        for chunk in chunks {
+            let workspace = workspaces[chunk]
+            let batch = ranges[chunk].count
+            for (index, count) in workspace.nodeCounts.enumerated() where index != logitsNode {
+                workspace.nodeGradients[index].update(repeating: 0, count: count * batch)
+            }
+        }
+        for index in stride(from: logitsNode, through: 0, by: -1) where index != inputNode {
+            let contexts = contexts(index, chunks: chunks, ranges: ranges, training: training)
+            if let training, let coupled = nodes[index].operation as? BatchCoupledOperation {
+                coupled.trainingBackward(contexts, training)
+            } else {
+                for context in contexts { nodes[index].operation.backward(context) }
+            }
+        }
+    }
+
+    /// Scores the rows of one chunk: loss (from logits when the model ends in softmax), top-1
     /// and top-5. Writes d(loss sum)/d(logits) into the logits node's gradient when asked.
     private func score(_ workspace: Workspace, labels: UnsafePointer<Int32>, batch: Int, gradient: Bool) -> PassTotals {
         var totals = PassTotals()
         totals.images = batch
         let classes = classCount
         let output = workspace.activations[outputNode]
-        if logitsNode != outputNode {
-            totals.lossSum = softmaxCrossEntropy(
-                logits: workspace.activations[logitsNode], labels: labels, rows: batch, classes: classes,
-                probabilities: nil, logitsGradient: gradient ? workspace.nodeGradients[logitsNode] : nil, meanOver: 1)
-        } else {
-            // No softmax at the end: the outputs are taken as logits.
-            totals.lossSum = softmaxCrossEntropy(
-                logits: output, labels: labels, rows: batch, classes: classes, probabilities: nil,
-                logitsGradient: gradient ? workspace.nodeGradients[outputNode] : nil, meanOver: 1)
-        }
+        // Without a softmax at the end the outputs are taken as logits.
+        totals.lossSum = softmaxCrossEntropy(
+            logits: workspace.activations[logitsNode], labels: labels, rows: batch, classes: classes,
+            probabilities: nil, logitsGradient: gradient ? workspace.nodeGradients[logitsNode] : nil, meanOver: 1)
         for row in 0..<batch {
             let scores = output + row * classes
             let label = Int(labels[row])
@@ -190,50 +278,65 @@ public final class Network: @unchecked Sendable {
         return totals
     }
 
-    private func runBackward(_ workspace: Workspace, batch: Int, training: TrainingContext? = nil) {
-        for (index, count) in workspace.nodeCounts.enumerated() where index != logitsNode {
-            workspace.nodeGradients[index].update(repeating: 0, count: count * batch)
-        }
-        for index in stride(from: logitsNode, through: 0, by: -1) where index != inputNode {
-            let node = nodes[index]
-            node.operation.backward(PassContext(
-                batch: batch, inputs: node.inputs.map { workspace.activations[$0] }, output: workspace.activations[index],
-                inputGradients: node.inputs.map { $0 == inputNode ? nil : workspace.nodeGradients[$0] },
-                outputGradient: workspace.nodeGradients[index], scratch: workspace.scratch, workspace: workspace,
-                training: training, node: index))
-        }
+    /// The chunks worker `worker` of `participants` owns: every participants-th one.
+    private func owned(by worker: Int, of participants: Int, chunkCount: Int) -> [Int] {
+        Array(stride(from: worker, to: chunkCount, by: participants))
     }
 
     /// Runs the forward pass over `count` images (NHWC floats, `inputCount` each) and, when
     /// `accumulateGradients` is set, the backward pass, adding d(sum of losses)/dw into the
-    /// gradient accumulators. Both cores work: each worker takes a contiguous share of the batch.
+    /// gradient totals. The batch is cut into chunks (`chunks(_:)`) that the workers share out.
     /// With `trainingSeed`, the pass runs in training mode: BatchNorm normalises with the batch's
-    /// own statistics (over all workers) and then updates its moving statistics as Keras does,
-    /// Dropout drops (masks drawn from the seed); gradients are always accumulated then.
+    /// own statistics (over all chunks) and then updates its moving statistics as Keras does,
+    /// Dropout drops (masks drawn from the seed and each image's place in the batch); gradients
+    /// are always accumulated then.
     public func pass(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
                      accumulateGradients: Bool, trainingSeed: UInt64? = nil) -> PassTotals {
         let accumulateGradients = accumulateGradients || trainingSeed != nil
-        prepareWorkspaces(batch: count, gradients: accumulateGradients)
-        let ranges = shares(count)
-        let participants = ranges.filter { !$0.isEmpty }.count
-        let reducer = AllReduce(participants: max(1, participants))
-        let results = UnsafeMutableBufferPointer<PassTotals>.allocate(capacity: workerCount)
+        let ranges = Self.chunks(count)
+        guard !ranges.isEmpty else { return PassTotals() }
+        prepareWorkspaces(ranges, gradients: accumulateGradients)
+        let participants = min(workerCount, ranges.count)
+        let reducer = ChunkReducer(chunks: ranges.count, participants: participants)
+        let results = UnsafeMutableBufferPointer<PassTotals>.allocate(capacity: ranges.count)
+        results.initialize(repeating: PassTotals())
         defer { results.deallocate() }
         let inputCount = self.inputCount
-        let resultsPointer = results
-        onWorkers { worker in
-            let range = ranges[worker]
-            guard !range.isEmpty else { resultsPointer[worker] = PassTotals(); return }
-            let workspace = self.workspaces[worker]
-            workspace.activations[self.inputNode].update(from: images + range.lowerBound * inputCount, count: range.count * inputCount)
+        onWorkers(participants) { worker in
+            let mine = self.owned(by: worker, of: participants, chunkCount: ranges.count)
+            for chunk in mine {
+                self.workspaces[chunk].activations[self.inputNode]
+                    .update(from: images + ranges[chunk].lowerBound * inputCount, count: ranges[chunk].count * inputCount)
+            }
             let training = trainingSeed.map { TrainingContext(worker: worker, totalBatch: count, reducer: reducer, seed: $0) }
-            self.runForward(workspace, batch: range.count, training: training)
-            resultsPointer[worker] = self.score(workspace, labels: labels + range.lowerBound, batch: range.count,
-                                                gradient: accumulateGradients)
-            if accumulateGradients { self.runBackward(workspace, batch: range.count, training: training) }
+            self.runForward(chunks: mine, ranges: ranges, training: training)
+            for chunk in mine {
+                results[chunk] = self.score(self.workspaces[chunk], labels: labels + ranges[chunk].lowerBound,
+                                            batch: ranges[chunk].count, gradient: accumulateGradients)
+            }
+            if accumulateGradients { self.runBackward(chunks: mine, ranges: ranges, training: training) }
         }
+        if accumulateGradients { commitGradients(chunkCount: ranges.count) }
         if trainingSeed != nil { updateMovingStatistics(batch: count) }
         return results.reduce(PassTotals(), +)
+    }
+
+    /// Adds every chunk's float gradient sums into the Double totals, in chunk order, and zeroes
+    /// them. The workers split each parameter's elements, so the order per element is fixed.
+    private func commitGradients(chunkCount: Int) {
+        let participants = workerCount
+        onWorkers(participants) { worker in
+            for (slot, total) in self.gradientTotals.enumerated() {
+                let count = self.workspaces[0].parameterCounts[slot]
+                let range = (count * worker / participants)..<(count * (worker + 1) / participants)
+                guard !range.isEmpty else { continue }
+                for chunk in 0..<chunkCount {
+                    let source = self.workspaces[chunk].parameterGradients[slot]
+                    for i in range { total[i] += Double(source[i]) }
+                    (source + range.lowerBound).update(repeating: 0, count: range.count)
+                }
+            }
+        }
     }
 
     /// After a training pass: every BatchNorm's moving statistics move toward the batch's.
@@ -250,79 +353,100 @@ public final class Network: @unchecked Sendable {
     /// Class scores (the model's output, e.g. softmax probabilities) for `count` images.
     public func predict(images: UnsafePointer<Float>, count: Int) -> [Float] {
         var output = [Float](repeating: 0, count: count * classCount)
-        prepareWorkspaces(batch: count, gradients: false)
-        let ranges = shares(count)
+        let ranges = Self.chunks(count)
+        guard !ranges.isEmpty else { return output }
+        prepareWorkspaces(ranges, gradients: false)
+        let participants = min(workerCount, ranges.count)
         let inputCount = self.inputCount
         let classes = classCount
         output.withUnsafeMutableBufferPointer { destination in
-            onWorkers { worker in
-                let range = ranges[worker]
-                guard !range.isEmpty else { return }
-                let workspace = self.workspaces[worker]
-                workspace.activations[self.inputNode].update(from: images + range.lowerBound * inputCount, count: range.count * inputCount)
-                self.runForward(workspace, batch: range.count)
-                (destination.baseAddress! + range.lowerBound * classes)
-                    .update(from: workspace.activations[self.outputNode], count: range.count * classes)
+            let destination = destination.baseAddress!
+            onWorkers(participants) { worker in
+                let mine = self.owned(by: worker, of: participants, chunkCount: ranges.count)
+                for chunk in mine {
+                    self.workspaces[chunk].activations[self.inputNode]
+                        .update(from: images + ranges[chunk].lowerBound * inputCount, count: ranges[chunk].count * inputCount)
+                }
+                self.runForward(chunks: mine, ranges: ranges, training: nil)
+                for chunk in mine {
+                    (destination + ranges[chunk].lowerBound * classes)
+                        .update(from: self.workspaces[chunk].activations[self.outputNode], count: ranges[chunk].count * classes)
+                }
             }
         }
         return output
     }
 
-    /// For training steps: the gradient of the mean loss of the last pass(es), in place. Worker
-    /// accumulators are summed into the first worker's (in worker order, so the result is
-    /// deterministic) and scaled by 1 / imageCount; `body` gets one pointer per trainable
-    /// parameter; afterwards every accumulator is zero again.
+    /// For training steps: the gradient of the mean loss of the last pass(es), in place: the
+    /// totals scaled by 1 / imageCount, rounded to float. `body` gets one pointer per trainable
+    /// parameter; afterwards every total is zero again.
     public func withMeanGradients<T>(imageCount: Int, _ body: ([UnsafeMutablePointer<Float>]) throws -> T) rethrows -> T {
         precondition(workspacesHaveGradients, "no gradient pass was run")
-        let scale = 1 / Float(max(1, imageCount))
+        let scale = 1 / Double(max(1, imageCount))
+        // The first chunk's accumulators are zero after the commit: they hold the mean meanwhile.
         let target = workspaces[0].parameterGradients
-        let counts = workspaces[0].parameterCounts
-        for slot in target.indices {
-            let sum = target[slot]
-            for other in workspaces.dropFirst() {
-                let source = other.parameterGradients[slot]
-                for i in 0..<counts[slot] { sum[i] += source[i] }
-                source.update(repeating: 0, count: counts[slot])
-            }
-            for i in 0..<counts[slot] { sum[i] *= scale }
+        for (slot, total) in gradientTotals.enumerated() {
+            for i in total.indices { target[slot][i] = Float(total[i] * scale) }
         }
-        defer { for slot in target.indices { target[slot].update(repeating: 0, count: counts[slot]) } }
+        defer {
+            for (slot, total) in gradientTotals.enumerated() {
+                total.update(repeating: 0)
+                target[slot].update(repeating: 0, count: total.count)
+            }
+        }
         return try body(target)
     }
 
-    /// Runs `body(worker)` for every worker at once, one thread each. Each body touches only its
-    /// own workspace and a disjoint range of the outputs; parameters are read-only meanwhile.
-    /// BLAS runs single-threaded inside: the workers are the parallelism (at 32x32 the GEMMs are
-    /// too small to split well, samples are not).
-    private func onWorkers(_ body: (Int) -> Void) {
-        if workerCount == 1 { body(0); return }
+    /// Runs `body(worker)` for workers 0..<count at once, one thread each (real threads: the
+    /// workers of a training pass wait for each other at every BatchNorm, so they must all run
+    /// even when there are more of them than cores). Each body touches only the chunks it owns
+    /// and disjoint ranges of the outputs; parameters are read-only meanwhile. BLAS runs
+    /// single-threaded inside: the workers are the parallelism (at 32x32 the GEMMs are too small
+    /// to split well, the images are not).
+    private func onWorkers(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 1 { body(0); return }
         withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let body = body
-            DispatchQueue.concurrentPerform(iterations: workerCount) { body($0) }
+            final class Job { let run: () -> Void; init(_ run: @escaping () -> Void) { self.run = run } }
+            var threads: [pthread_t] = []
+            for worker in 1..<count {
+                nonisolated(unsafe) let body = body
+                let job = Unmanaged.passRetained(Job { body(worker) }).toOpaque()
+                var attributes = pthread_attr_t()
+                pthread_attr_init(&attributes)
+                pthread_attr_setstacksize(&attributes, 8 << 20)
+                var thread = pthread_t()
+                let status = pthread_create(&thread, &attributes, { job in
+                    let job = Unmanaged<Job>.fromOpaque(job!).takeRetainedValue()
+                    job.run()
+                    return nil
+                }, job)
+                pthread_attr_destroy(&attributes)
+                precondition(status == 0, "could not start a worker thread (error \(status))")
+                threads.append(thread)
+            }
+            body(0)
+            // Joined before returning: no thread still holds `body` afterwards.
+            for thread in threads { pthread_join(thread, nil) }
         }
     }
 
-    /// Zeroes every worker's gradient accumulators.
+    /// Zeroes the gradient totals.
     public func resetGradients() {
-        for workspace in workspaces where workspacesHaveGradients {
-            for (pointer, count) in zip(workspace.parameterGradients, workspace.parameterCounts) { pointer.update(repeating: 0, count: count) }
-        }
+        for total in gradientTotals { total.update(repeating: 0) }
     }
 
-    /// The accumulated d(sum of losses)/dw of every trainable parameter, summed over workers and
-    /// divided by `imageCount` (so it is the gradient of the mean loss); resets the accumulators.
+    /// The accumulated d(sum of losses)/dw of every trainable parameter divided by `imageCount`
+    /// (so it is the gradient of the mean loss); resets the totals.
     public func takeGradients(imageCount: Int) -> [(parameter: Parameter, gradient: [Float])] {
-        guard workspacesHaveGradients else { return trainableParameters.map { ($0, [Float](repeating: 0, count: $0.weight.elementCount)) } }
+        guard !gradientTotals.isEmpty else { return trainableParameters.map { ($0, [Float](repeating: 0, count: $0.weight.elementCount)) } }
         let scale = 1 / Double(max(1, imageCount))
         return trainableParameters.enumerated().map { slot, parameter in
-            let count = parameter.weight.elementCount
-            var sum = [Double](repeating: 0, count: count)
-            for workspace in workspaces {
-                let source = workspace.parameterGradients[slot]
-                for i in 0..<count { sum[i] += Double(source[i]) }
-                source.update(repeating: 0, count: count)
-            }
-            return (parameter, sum.map { Float($0 * scale) })
+            let total = gradientTotals[slot]
+            defer { total.update(repeating: 0) }
+            return (parameter, total.prefix(parameter.weight.elementCount).map { Float($0 * scale) })
         }
     }
 }
+
+/// 123456789012 -> "123.5 GB" (decimal units, as `gmtool stats` prints sizes).
+func gigabytes(_ bytes: Double) -> String { String(format: "%.1f GB", bytes / 1e9) }

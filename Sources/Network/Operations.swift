@@ -22,7 +22,7 @@ public final class Parameter {
 }
 
 /// What one operation sees during a pass: its inputs' activations, its output, and for the
-/// backward pass the gradient buffers. Pointers are into the worker's workspace.
+/// backward pass the gradient buffers. Pointers are into the chunk's workspace.
 struct PassContext {
     var batch: Int
     var inputs: [UnsafeMutablePointer<Float>]
@@ -36,6 +36,9 @@ struct PassContext {
     var training: TrainingContext? = nil
     /// This node's index (BatchNorm keeps its batch statistics per node).
     var node: Int = 0
+    /// The chunk of the batch, and its first image's index in the batch (Dropout seeds per image).
+    var chunk: Int = 0
+    var firstImage: Int = 0
 }
 
 /// One node's computation. Shapes are per sample (no batch axis), NHWC.
@@ -201,13 +204,13 @@ final class BatchNormOperation: Operation {
     }
 
     func forward(_ c: PassContext) {
-        if let t = c.training { trainingForward(c, t, node: c.node, relu: nil); return }
+        precondition(c.training == nil, "training passes go through trainingForward")
         channelAffineForward(output: c.output, input: c.inputs[0], scale: scale, shift: shift,
                              rows: c.batch * positions, channels: channels)
     }
 
     func backward(_ c: PassContext) {
-        if let t = c.training { trainingBackward(c, t, node: c.node, relu: nil); return }
+        precondition(c.training == nil, "training passes go through trainingBackward")
         batchNormInferenceBackward(
             inputGradient: c.inputGradients[0], gammaGradient: gamma.map { c.workspace.gradient($0) },
             betaGradient: beta.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient, input: c.inputs[0],
@@ -229,15 +232,15 @@ final class BatchNormReLUOperation: Operation {
     func parametersChanged() { batchNorm.parametersChanged() }
 
     func forward(_ c: PassContext) {
+        precondition(c.training == nil, "training passes go through trainingForward")
         let bn = batchNorm
-        if let t = c.training { bn.trainingForward(c, t, node: c.node, relu: relu); return }
         channelAffineReLUForward(output: c.output, input: c.inputs[0], scale: bn.scale, shift: bn.shift,
                                  rows: c.batch * bn.positions, channels: bn.channels, relu)
     }
 
     func backward(_ c: PassContext) {
+        precondition(c.training == nil, "training passes go through trainingBackward")
         let bn = batchNorm
-        if let t = c.training { bn.trainingBackward(c, t, node: c.node, relu: relu); return }
         batchNormReLUBackward(
             inputGradient: c.inputGradients[0], gammaGradient: bn.gamma.map { c.workspace.gradient($0) },
             betaGradient: bn.beta.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient, input: c.inputs[0],

@@ -41,6 +41,7 @@ extension Network {
     public func evaluate(_ source: ImageBatchSource, batchSize: Int = 100,
                          progress: (Int) -> Void = { _ in }) throws -> EvaluationReport {
         try checkClasses(source)
+        try checkMemory(batch: min(batchSize, source.count), gradients: false)
         let start = Date()
         var totals = PassTotals()
         try source.forEachBatch(size: batchSize) { images, labels, n in
@@ -58,6 +59,7 @@ extension Network {
     public func gradients(_ source: ImageBatchSource, batchSize: Int = 100,
                           progress: (Int) -> Void = { _ in }) throws -> GradientReport {
         try checkClasses(source)
+        try checkMemory(batch: min(batchSize, source.count), gradients: true)
         let start = Date()
         resetGradients()
         var totals = PassTotals()

@@ -138,8 +138,9 @@ public final class Trainer {
     public func run(output: String, progress: (Int, Int, Int) -> Void = { _, _, _ in },
                     epochDone: (EpochRecord) throws -> Void = { _ in }, log: (String) -> Void = { _ in }) throws {
         let batch = settings.batchSize
-        var images = [Float](repeating: 0, count: batch * 3072)
-        var labels = [Int32](repeating: 0, count: batch)
+        try network.checkMemory(batch: min(batch, training.count), gradients: true)
+        var images = [Float](repeating: 0, count: min(batch, training.count) * 3072)
+        var labels = [Int32](repeating: 0, count: min(batch, training.count))
         while completedEpochs < settings.epochs {
             let epoch = completedEpochs + 1
             let start = Date()
@@ -244,7 +245,7 @@ public final class Trainer {
             edits.maskAttributes = [
                 "rule": "w = 0 and mask = 0 where |w| < beta and |dC/dw| < gamma and mask != 0, every delta epochs during training",
                 "beta": String(beta), "gamma": String(settings.gamma), "delta": String(settings.delta),
-                "gradient_data": validation.files.map(\.path).joined(separator: ","), "time": ISO8601DateFormatter().string(from: Date()),
+                "gradient_data": validation.files.map(\.path).joined(separator: ","),
             ]
         }
         for parameter in trainable {

@@ -216,7 +216,6 @@ struct PruneCommand: ParsableCommand {
                 edits.weights[result.target.weight] = result.values
                 edits.masks[result.target.weight] = result.mask
             }
-            let formatter = ISO8601DateFormatter()
             edits.maskAttributes = [
                 "rule": "w = 0 and mask = 0 where |w| < beta and |dC/dw| < gamma and mask != 0",
                 "beta": String(settings.beta), "gamma": String(gamma),
@@ -224,7 +223,7 @@ struct PruneCommand: ParsableCommand {
                 "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ","),
                 "skip_depthwise": String(skipDepthwise), "gradient_data": gradientSource,
                 "gradient_images": String(gradientImages), "scaling": gradientData?.scaling.description ?? "",
-                "time": formatter.string(from: Date()), "tool": "gmtool \(gmtoolVersion)", "source": model.path,
+                "tool": "gmtool \(gmtoolVersion)", "source": model.path,
             ]
             try model.write(to: output, edits: edits)
         }

@@ -143,3 +143,46 @@ func writeRecords(_ path: String, labels: [UInt8], extraBytes: Int = 0) throws {
         #expect(output.stderr.contains("overwrite"))
     }
 }
+
+/// `grad`, `prune` and `eval` give the same bytes for any --threads, run after run: 70 images in
+/// batches of 50 are chunks of 25, 25 and 20, which one, two or three workers share differently.
+@Suite struct ThreadCountTests {
+    @Test func sameBytesForOneTwoAndThreeThreads() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-threads-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let data = ["--data", Shared.data, "--limit", "70", "--batch-size", "50"]
+        var outputs: [String: Data] = [:]
+        for run in ["1", "2", "3", "2"].enumerated() {
+            let threads = ["--threads", run.element]
+            let grads = scratch.appendingPathComponent("grads-\(run.offset).h5").path
+            let pruned = scratch.appendingPathComponent("pruned-\(run.offset).h5").path
+            let grad = try gmtool(["grad", Shared.model, "-o", grads] + data + threads)
+            #expect(grad.status == 0, "\(grad.stderr)")
+            let prune = try gmtool(["prune", Shared.model, "--beta", "0.05", "--gamma", "0.001", "-o", pruned, "--json"] + data + threads)
+            #expect(prune.status == 0, "\(prune.stderr)")
+            let eval = try gmtool(["eval", Shared.model, "--json"] + data + threads)
+            #expect(eval.status == 0, "\(eval.stderr)")
+            // Everything but the timings and the output's own name.
+            var report = try json(eval)
+            report["seconds"] = nil
+            report["images_per_second"] = nil
+            var summary = try json(prune)
+            summary["output"] = nil
+            summary["seconds"] = nil
+            let current: [String: Data] = [
+                "grad": try Data(contentsOf: URL(fileURLWithPath: grads)),
+                "prune": try Data(contentsOf: URL(fileURLWithPath: pruned)),
+                "prune summary": try JSONSerialization.data(withJSONObject: summary, options: .sortedKeys),
+                "eval": try JSONSerialization.data(withJSONObject: report, options: .sortedKeys),
+            ]
+            for (name, bytes) in current {
+                if let first = outputs[name] {
+                    #expect(bytes == first, "\(name) with --threads \(run.element) differs from --threads 1")
+                } else {
+                    outputs[name] = bytes
+                }
+            }
+        }
+    }
+}

@@ -29,15 +29,15 @@ final class TinyCIFAR {
 struct Interrupted: Error {}
 
 @Suite struct TrainerTests {
-    func settings(epochs: Int, delta: Int) -> TrainingSettings {
-        TrainingSettings(epochs: epochs, batchSize: 16, seed: 9, augment: true,
+    func settings(epochs: Int, delta: Int, batchSize: Int = 16) -> TrainingSettings {
+        TrainingSettings(epochs: epochs, batchSize: batchSize, seed: 9, augment: true,
                          optimizer: OptimizerSettings(kind: .sgd(momentum: 0.9, nesterov: true), learningRate: 0.05,
                                                       schedule: .cosine(totalSteps: epochs * 6), weightDecay: 1e-3),
                          beta: 0.05, gamma: 0.5, delta: delta)
     }
 
-    func trainer(_ data: TinyCIFAR, source: Checkpoint, settings: TrainingSettings, resume: Bool) throws -> Trainer {
-        let network = try Network(checkpoint: source, inputShape: [32, 32, 3], workers: 2)
+    func trainer(_ data: TinyCIFAR, source: Checkpoint, settings: TrainingSettings, resume: Bool, workers: Int = 2) throws -> Trainer {
+        let network = try Network(checkpoint: source, inputShape: [32, 32, 3], workers: workers)
         return try Trainer(source: source, network: network,
                            training: try CIFARTrainingSet(CIFARDataset(paths: [data.folder.path], split: .train, scaling: .unit)),
                            validation: try CIFARDataset(paths: [data.folder.path], split: .validation, scaling: .unit),
@@ -45,21 +45,23 @@ struct Interrupted: Error {}
     }
 
     /// A run stopped after its first epoch and resumed ends with exactly the weights, masks and
-    /// log of an uninterrupted run (seqcnn has Dropout: its masks must repeat too).
+    /// log of an uninterrupted run (seqcnn has Dropout: its masks must repeat too), also when
+    /// each part runs on another number of workers: batches of 40 are two chunks, which one,
+    /// two or three workers share out differently.
     @Test func resumeGivesIdenticalResults() throws {
         let data = try TinyCIFAR()
         let model = try Checkpoint.open(fixtures.appendingPathComponent("seqcnn_k2.h5").path)
-        let plan = settings(epochs: 3, delta: 2)
+        let plan = settings(epochs: 3, delta: 2, batchSize: 40)
         let straight = data.path("straight.h5"), resumed = data.path("resumed.h5")
-        try trainer(data, source: model, settings: plan, resume: false).run(output: straight)
+        try trainer(data, source: model, settings: plan, resume: false, workers: 1).run(output: straight)
         do {
-            try trainer(data, source: model, settings: plan, resume: false).run(output: resumed, epochDone: { record in
+            try trainer(data, source: model, settings: plan, resume: false, workers: 2).run(output: resumed, epochDone: { record in
                 if record.epoch == 1 { throw Interrupted() }
             })
             Issue.record("the run was not interrupted")
         } catch is Interrupted {}
         let partial = try Checkpoint.open(resumed)
-        let second = try trainer(data, source: partial, settings: plan, resume: true)
+        let second = try trainer(data, source: partial, settings: plan, resume: true, workers: 3)
         #expect(second.completedEpochs == 1)
         try second.run(output: resumed)
         let a = try Checkpoint.open(straight), b = try Checkpoint.open(resumed)
