@@ -364,10 +364,16 @@ public final class Checkpoint {
         return try file.root.dataset(path).read(as: Float.self)
     }
 
-    /// A string attribute of one of gmtool's own groups, or nil.
-    public func extraAttribute(group: String, _ name: String) -> String? {
-        guard file.root.kind(of: group) == .group, let object = try? file.root.group(group), object.hasAttribute(name) else { return nil }
-        return try? object.attribute(name).readString()
+    /// Whether the file has one of gmtool's own groups (e.g. `/gmtool_training`).
+    public func hasExtraGroup(_ group: String) -> Bool { file.root.kind(of: group) == .group }
+
+    /// A string attribute of one of gmtool's own groups, or nil when the group or the attribute is
+    /// absent; one that is there but unreadable is an error, never nil.
+    public func extraAttribute(group: String, _ name: String) throws -> String? {
+        guard hasExtraGroup(group) else { return nil }
+        let object = try file.root.group(group)
+        guard object.hasAttribute(name) else { return nil }
+        return try Self.readString(object, name, path)
     }
 
     /// Attributes stored on the mask group (how the masks were made), as text.
