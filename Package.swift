@@ -35,10 +35,13 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // The registry of live temporaries and the signal handler that removes them (C: it must be
+        // async-signal-safe).
+        .target(name: "CTemporaries"),
         // Typed Swift layer over libhdf5.
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
-        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib"]),
+        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib", "CTemporaries"]),
         // Forward/backward kernels over raw Float buffers (NHWC), BLAS for the GEMMs.
         .target(name: "NeuralKernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         // The Keras model as a graph of kernels: forward, backward, evaluation, gradients.

@@ -114,8 +114,8 @@ public final class Checkpoint {
             let config = try ModelConfig(json: try Self.readString(root, "model_config", path), source: path)
             modelConfig = config
             layout = .sparseExport
-            kerasVersion = try? Self.readString(root, "keras_version", path)
-            backend = try? Self.readString(root, "backend", path)
+            kerasVersion = try Self.readOptionalString(root, "keras_version", path)
+            backend = try Self.readOptionalString(root, "backend", path)
             (layers, sparseMembers) = try Self.sparseLayers(root, config: config, source: path)
             return
         }
@@ -129,14 +129,14 @@ public final class Checkpoint {
             modelConfig = config
             layout = .legacyFull
             let weightsRoot = try root.group("model_weights")
-            kerasVersion = try? Self.readString(weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
-            backend = try? Self.readString(root, "backend", path)
+            kerasVersion = try Self.readOptionalString(weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
+            backend = try Self.readOptionalString(root, "backend", path)
             layers = try Self.legacyLayers(weightsRoot, config: config, source: path)
         } else if root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
             modelConfig = externalConfig
             layout = .legacyWeights
-            kerasVersion = try? Self.readString(root, "keras_version", path)
-            backend = try? Self.readString(root, "backend", path)
+            kerasVersion = try Self.readOptionalString(root, "keras_version", path)
+            backend = try Self.readOptionalString(root, "backend", path)
             layers = try Self.legacyLayers(root, config: externalConfig, source: path)
         } else if root.kind(of: "layers") == .group || root.kind(of: "vars") == .group {
             guard let config = externalConfig else {
@@ -165,6 +165,11 @@ public final class Checkpoint {
         do { return try object.attribute(name).readString() } catch let error as HDF5Error {
             throw CheckpointError(file: source, object: "\(object.path) attribute \(name)", problem: error.detail.isEmpty ? "unreadable" : error.detail)
         }
+    }
+
+    /// An optional string attribute: nil when absent, an error when present but unreadable.
+    static func readOptionalString(_ object: HDF5Object, _ name: String, _ source: String) throws -> String? {
+        object.hasAttribute(name) ? try readString(object, name, source) : nil
     }
 
     /// Reads a list-of-strings attribute that Keras may have split into `name0`, `name1`, ...
@@ -364,10 +369,16 @@ public final class Checkpoint {
         return try file.root.dataset(path).read(as: Float.self)
     }
 
-    /// A string attribute of one of gmtool's own groups, or nil.
-    public func extraAttribute(group: String, _ name: String) -> String? {
-        guard file.root.kind(of: group) == .group, let object = try? file.root.group(group), object.hasAttribute(name) else { return nil }
-        return try? object.attribute(name).readString()
+    /// Whether the file has one of gmtool's own groups (e.g. `/gmtool_training`).
+    public func hasExtraGroup(_ group: String) -> Bool { file.root.kind(of: group) == .group }
+
+    /// A string attribute of one of gmtool's own groups, or nil when the group or the attribute is
+    /// absent; one that is there but unreadable is an error, never nil.
+    public func extraAttribute(group: String, _ name: String) throws -> String? {
+        guard hasExtraGroup(group) else { return nil }
+        let object = try file.root.group(group)
+        guard object.hasAttribute(name) else { return nil }
+        return try Self.readString(object, name, path)
     }
 
     /// Attributes stored on the mask group (how the masks were made), as text.

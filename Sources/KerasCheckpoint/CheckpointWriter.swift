@@ -17,27 +17,117 @@ public struct CheckpointEdits {
 }
 
 /// Writes a file atomically: `body` fills a temporary path in the destination's folder, which is
-/// then renamed over the destination, so a crash never leaves half a file behind.
+/// flushed to disk and then renamed over the destination, so a crash or a full disk never leaves
+/// half a file behind. A destination that is a symbolic link is written through: the temporary
+/// goes in the folder of the link's target and replaces the target, and the link stays a link
+/// (as `cp` and the shell's `>` write through links). The temporary is registered with
+/// `Temporaries`, so a signal removes it, and the next write to the folder removes one a killed
+/// process left behind.
 public func writeAtomically(to destination: String, _ body: (String) throws -> Void) throws {
-    let url = URL(fileURLWithPath: destination)
-    let folder = url.deletingLastPathComponent()
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-        throw CheckpointError(file: destination, problem: "output folder \(folder.path) does not exist")
+    let target = try checkOutput(destination)
+    Temporaries.removeStaleFiles(in: URL(fileURLWithPath: target).deletingLastPathComponent().path)
+    let temporary = Temporaries.file(beside: target)
+    let slot = Temporaries.register(temporary)
+    // After the rename the name is gone and this only forgets it.
+    defer { Temporaries.remove(file: temporary, slot: slot) }
+    try body(temporary)
+    try syncToDisk(temporary, reportedAs: destination)
+    guard rename(temporary, target) == 0 else {
+        throw CheckpointError(file: destination, problem: "cannot be replaced (\(String(cString: strerror(errno))))")
     }
-    guard FileManager.default.isWritableFile(atPath: folder.path) else {
-        throw CheckpointError(file: destination, problem: "output folder \(folder.path) is not writable")
+}
+
+/// Writes `data` to `destination` atomically (see `writeAtomically(to:_:)`).
+public func writeAtomically(_ data: Data, to destination: String) throws {
+    try writeAtomically(to: destination) { temporary in
+        let output = try createFile(temporary, reportedAs: destination)
+        defer { close(output) }
+        try data.withUnsafeBytes { try writeAll(output, $0, reportedAs: destination) }
     }
-    let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).gmtool-\(UUID().uuidString).tmp").path
-    do {
-        try body(temporary)
-        guard rename(temporary, destination) == 0 else {
-            throw CheckpointError(file: destination, problem: "cannot be replaced (\(String(cString: strerror(errno))))")
+}
+
+/// Checks that `destination` can be written: it is no folder, and its folder (the link target's
+/// folder, for a symbolic link) exists and is writable. Returns the path the write will replace.
+/// Commands call it before long work, so a bad `-o` fails at once.
+@discardableResult
+public func checkOutput(_ destination: String) throws -> String {
+    var target = destination
+    var info = stat()
+    if lstat(destination, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+        guard let resolved = realpath(destination, nil) else {
+            throw CheckpointError(file: destination, problem: "is a symbolic link that cannot be followed (\(String(cString: strerror(errno))))")
         }
-    } catch {
-        try? FileManager.default.removeItem(atPath: temporary)
-        throw error
+        target = String(cString: resolved)
+        free(resolved)
     }
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw CheckpointError(file: destination, problem: "is a folder, not a file")
+    }
+    let folder = URL(fileURLWithPath: target).deletingLastPathComponent().path
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw CheckpointError(file: destination, problem: "output folder \(folder) does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: folder) else {
+        throw CheckpointError(file: destination, problem: "output folder \(folder) is not writable")
+    }
+    return target
+}
+
+/// Copies the contents of `source` (through any symbolic links: a copy of the link itself would
+/// point the edits at the input) to a new file `copy`.
+func copyContents(of source: String, to copy: String, reportedAs output: String) throws {
+    let input = open(source, O_RDONLY | O_CLOEXEC)
+    guard input >= 0 else { throw CheckpointError(file: source, problem: "cannot be read (\(String(cString: strerror(errno))))") }
+    defer { close(input) }
+    let destination = try createFile(copy, reportedAs: output)
+    defer { close(destination) }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+    defer { buffer.deallocate() }
+    while true {
+        let count = read(input, buffer.baseAddress, buffer.count)
+        if count < 0 && errno == EINTR { continue }
+        guard count >= 0 else { throw CheckpointError(file: source, problem: "cannot be read (\(String(cString: strerror(errno))))") }
+        if count == 0 { return }
+        try writeAll(destination, UnsafeRawBufferPointer(rebasing: buffer[..<count]), reportedAs: output)
+    }
+}
+
+private func createFile(_ path: String, reportedAs output: String) throws -> Int32 {
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+    guard descriptor >= 0 else { throw CheckpointError(file: output, problem: "cannot be written (\(String(cString: strerror(errno))))") }
+    return descriptor
+}
+
+/// Writes every byte; a full disk (ENOSPC) or `ulimit -f` (EFBIG, SIGXFSZ being ignored) is an error.
+private func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, reportedAs output: String) throws {
+    var offset = 0
+    while offset < bytes.count {
+        let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { throw CheckpointError(file: output, problem: "cannot be written (\(String(cString: strerror(errno))))") }
+        offset += written
+    }
+}
+
+/// fsync: the rename must not land before the data, or a power cut could leave an empty file
+/// under the destination's name; on some file systems a full disk only shows here.
+private func syncToDisk(_ path: String, reportedAs output: String) throws {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0, fsync(descriptor) == 0 else {
+        let problem = String(cString: strerror(errno))
+        if descriptor >= 0 { close(descriptor) }
+        throw CheckpointError(file: output, problem: "cannot be written (\(problem))")
+    }
+    close(descriptor)
+}
+
+/// The POSIX error under a Foundation file error ("File too large"), which Foundation's own
+/// description hides behind "NSCocoaErrorDomain error 512".
+private func posixReason(_ error: Error) -> String {
+    guard let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? any Error,
+          (underlying as NSError).domain == NSPOSIXErrorDomain else { return error.localizedDescription }
+    return String(cString: strerror(Int32((underlying as NSError).code)))
 }
 
 extension Checkpoint {
@@ -50,14 +140,21 @@ extension Checkpoint {
         }
         let sourceHDF5 = archive?.weightsFilePath ?? path
         try writeAtomically(to: output) { temporary in
-            let hdf5Target = archive == nil ? temporary : temporary + ".weights.h5"
-            defer { if archive != nil { try? FileManager.default.removeItem(atPath: hdf5Target) } }
-            do { try FileManager.default.copyItem(atPath: sourceHDF5, toPath: hdf5Target) } catch {
-                throw CheckpointError(file: output, problem: "cannot be written (\(error.localizedDescription))")
+            guard let archive else {
+                try copyContents(of: sourceHDF5, to: temporary, reportedAs: output)
+                return try apply(edits, toHDF5At: temporary, reportedAs: output)
             }
-            try apply(edits, toHDF5At: hdf5Target, reportedAs: output)
-            if let archive {
-                try archive.write(to: URL(fileURLWithPath: temporary), weightsFile: hdf5Target)
+            // The new model.weights.h5 is a second temporary beside the first, zipped into it.
+            let folder = (temporary as NSString).deletingLastPathComponent
+            let weights = Temporaries.file(beside: (folder as NSString).appendingPathComponent((output as NSString).lastPathComponent), kind: "weights")
+            let slot = Temporaries.register(weights)
+            defer { Temporaries.remove(file: weights, slot: slot) }
+            try copyContents(of: sourceHDF5, to: weights, reportedAs: output)
+            try apply(edits, toHDF5At: weights, reportedAs: output)
+            do { try archive.write(to: URL(fileURLWithPath: temporary), weightsFile: weights) } catch let error as CheckpointError {
+                throw error
+            } catch {
+                throw CheckpointError(file: output, problem: "cannot be written (\(posixReason(error)))")
             }
         }
     }

@@ -46,6 +46,7 @@ public enum JSONValue: Sendable, Equatable {
 extension JSONValue: Codable {
     public init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
+        // Each try? tries one JSON type; the last alternative reports what fits none.
         if container.decodeNil() { self = .null }
         else if let b = try? container.decode(Bool.self) { self = .bool(b) }
         else if let n = try? container.decode(Double.self) { self = .number(n) }

@@ -19,9 +19,9 @@ final class KerasArchive {
     let data: Data
     let entries: [Entry]
     let metadata: JSONValue?
-    /// The extracted `model.weights.h5`, removed when the archive is released.
+    /// The extracted `model.weights.h5`, removed when the archive is released (or on a signal).
     let weightsFilePath: String
-    private let scratchDirectory: URL
+    private let scratch: Temporaries.ScratchFolder?
 
     static func looksLikeZip(_ path: String) -> Bool {
         guard let handle = FileHandle(forReadingAtPath: path) else { return false }
@@ -36,13 +36,8 @@ final class KerasArchive {
             throw CheckpointError(file: path, problem: "cannot be read")
         }
         entries = try Self.readDirectory(data, path: path)
-        scratchDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-\(UUID().uuidString)")
-        if extractWeights {
-            do { try FileManager.default.createDirectory(at: scratchDirectory, withIntermediateDirectories: true) } catch {
-                throw CheckpointError(file: path, problem: "cannot create a temporary folder to extract it")
-            }
-        }
-        weightsFilePath = scratchDirectory.appendingPathComponent("model.weights.h5").path
+        scratch = extractWeights ? try Temporaries.ScratchFolder(holding: "model.weights.h5", for: path) : nil
+        weightsFilePath = scratch?.file ?? ""
         metadata = (try? Self.contents(of: "metadata.json", in: data, entries: entries, path: path))
             .flatMap { try? JSONValue.parse(String(decoding: $0, as: UTF8.self)) }
         if extractWeights {
@@ -53,7 +48,7 @@ final class KerasArchive {
         }
     }
 
-    deinit { try? FileManager.default.removeItem(at: scratchDirectory) }
+    deinit { scratch?.remove() }
 
     func text(_ name: String) throws -> String {
         String(decoding: try Self.contents(of: name, in: data, entries: entries, path: path), as: UTF8.self)

@@ -78,6 +78,7 @@ extension Checkpoint {
         let prunable = rows.filter(\.prunable).reduce(0) { $0 + $1.parameters }
         let nonzero = rows.reduce(0) { $0 + $1.nonzero }
         let prunableNonzero = rows.filter(\.prunable).reduce(0) { $0 + $1.nonzero }
+        // For the report only (0 if unknown): the file was just opened and read.
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         return ModelStatistics(
             file: path, layout: layout.rawValue, kerasVersion: kerasVersion, fileBytes: fileBytes,
@@ -89,6 +90,8 @@ extension Checkpoint {
             maskProvenance: try maskProvenance(), layers: rows)
     }
 
+    /// The stored precision; 4 (float32) when the weight's path is no dataset of this file (a sparse
+    /// export keeps kernels in groups). A dataset that cannot be read fails when its values are.
     private func elementBytes(_ weight: CheckpointWeight) -> Int {
         guard let dataset = try? file.root.dataset(weight.datasetPath),
               case .float(let bits) = dataset.elementType else { return 4 }

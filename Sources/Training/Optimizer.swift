@@ -64,13 +64,14 @@ public final class Optimizer {
         secondSlots.values.forEach { $0.deallocate() }
     }
 
-    private var usesFirst: Bool {
+    /// Whether the optimizer keeps a first slot (momentum, Adam's m) and a second (Adam's v).
+    var usesFirstSlot: Bool {
         switch settings.kind {
         case .sgd(let momentum, _): return momentum != 0
         case .adam: return true
         }
     }
-    private var usesSecond: Bool { if case .adam = settings.kind { return true } else { return false } }
+    var usesSecondSlot: Bool { if case .adam = settings.kind { return true } else { return false } }
 
     private func slot(_ table: inout [String: UnsafeMutableBufferPointer<Float>], _ key: String, _ count: Int) -> UnsafeMutableBufferPointer<Float> {
         if let existing = table[key] { return existing }
@@ -102,8 +103,8 @@ public final class Optimizer {
         // Slots are created here, on one thread, before the parallel update.
         let jobs = parameters.indices.map { index -> (Parameter, UnsafeMutablePointer<Float>, UnsafeMutableBufferPointer<Float>?, UnsafeMutableBufferPointer<Float>?, [UInt8]?) in
             let p = parameters[index], key = p.weight.datasetPath, count = p.weight.elementCount
-            return (p, gradients[index], usesFirst ? slot(&firstSlots, key, count) : nil,
-                    usesSecond ? slot(&secondSlots, key, count) : nil, masks[key])
+            return (p, gradients[index], usesFirstSlot ? slot(&firstSlots, key, count) : nil,
+                    usesSecondSlot ? slot(&secondSlots, key, count) : nil, masks[key])
         }
         let settings = self.settings
         nonisolated(unsafe) let work = jobs

@@ -105,28 +105,57 @@ public final class Trainer {
         for parameter in network.parameters where parameter.weight.prunable {
             if let mask = try source.mask(for: parameter.weight) { masks[parameter.weight.datasetPath] = mask }
         }
-        if resume {
-            let decoder = JSONDecoder()
-            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            guard let saved = source.extraAttribute(group: stateGroup, "settings"),
-                  let previous = try? decoder.decode(TrainingSettings.self, from: Data(saved.utf8)) else {
-                throw TrainingError("\(source.path): holds no gmtool training state to resume from")
+        if resume { try restoreState() }
+    }
+
+    /// Picks up the run saved in `source`. Every part of the state must be there and decode: a
+    /// missing or damaged piece is an error naming it, because guessing (a fresh optimizer, an
+    /// empty log) would continue from trained weights as if nothing had been lost.
+    private func restoreState() throws {
+        let file = source.path
+        guard source.hasExtraGroup(stateGroup) else {
+            throw TrainingError("\(file): holds no gmtool training state to resume from (no \(stateGroup) group)")
+        }
+        func attribute(_ name: String) throws -> String {
+            guard let value = try source.extraAttribute(group: stateGroup, name) else {
+                throw TrainingError("\(file): \(stateGroup) attribute \(name) is missing; resume needs the complete training state")
             }
-            guard previous == settings else {
-                throw TrainingError("\(source.path): was trained with other settings; resume with the same command line (\(saved))")
-            }
-            let iterations = Int(source.extraAttribute(group: stateGroup, "iterations") ?? "") ?? 0
-            var first: [String: [Float]] = [:], second: [String: [Float]] = [:]
-            for parameter in trainable {
-                let key = parameter.weight.datasetPath
-                first[key] = try source.extraDataset("\(stateGroup)/slot1\(key)")
-                second[key] = try source.extraDataset("\(stateGroup)/slot2\(key)")
-            }
-            optimizer.restore(iterations: iterations, first: first.compactMapValues { $0 }, second: second.compactMapValues { $0 })
-            if let log = source.extraAttribute(group: stateGroup, "history") {
-                history = (try? decoder.decode([EpochRecord].self, from: Data(log.utf8))) ?? []
+            return value
+        }
+        func damaged(_ name: String) -> TrainingError {
+            TrainingError("\(file): \(stateGroup) attribute \(name) cannot be decoded; the training state is damaged")
+        }
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let saved = try attribute("settings")
+        guard let previous = try? decoder.decode(TrainingSettings.self, from: Data(saved.utf8)) else { throw damaged("settings") }  // reported as damage to the attribute
+        guard previous == settings else {
+            throw TrainingError("\(file): was trained with other settings; resume with the same command line (\(saved))")
+        }
+        guard let iterations = Int(try attribute("iterations")), iterations >= 0 else { throw damaged("iterations") }
+        let savedHistory = try attribute("history")
+        guard let log = try? decoder.decode([EpochRecord].self, from: Data(savedHistory.utf8)) else { throw damaged("history") }  // reported as damage to the attribute
+        guard let epochs = Int(try attribute("completed_epochs")) else { throw damaged("completed_epochs") }
+        guard epochs == log.count else {
+            throw TrainingError("\(file): \(stateGroup) attribute history lists \(log.count) epoch(s) but completed_epochs is \(epochs); the training state is damaged")
+        }
+        // Slots exist for every trainable weight once a step has been taken.
+        var first: [String: [Float]] = [:], second: [String: [Float]] = [:]
+        for parameter in trainable where iterations > 0 {
+            let key = parameter.weight.datasetPath
+            for (name, used) in [("slot1", optimizer.usesFirstSlot), ("slot2", optimizer.usesSecondSlot)] where used {
+                let path = "\(stateGroup)/\(name)\(key)"
+                guard let values = try source.extraDataset(path) else {
+                    throw TrainingError("\(file): \(path) is missing; resume needs the optimizer state of every trainable weight")
+                }
+                guard values.count == parameter.weight.elementCount else {
+                    throw TrainingError("\(file): \(path) holds \(values.count) values, the weight has \(parameter.weight.elementCount); the training state is damaged")
+                }
+                if name == "slot1" { first[key] = values } else { second[key] = values }
             }
         }
+        optimizer.restore(iterations: iterations, first: first, second: second)
+        history = log
     }
 
     public var completedEpochs: Int { history.count }

@@ -48,6 +48,7 @@ struct ExportCommand: ParsableCommand {
         let start = Date()
         let reports = try model.exportSparse(to: output, encoding: encoding, compress: !noCompression)
         let seconds = Date().timeIntervalSince(start)
+        // Sizes for the report only (0 if unknown): both files were just read and written.
         let inputBytes = (try? FileManager.default.attributesOfItem(atPath: model.path)[.size] as? Int) ?? 0
         let outputBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         let dense = reports.reduce(0) { $0 + $1.denseBytes }

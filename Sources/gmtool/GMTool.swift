@@ -17,7 +17,9 @@ struct GMTool: ParsableCommand {
     )
 
     /// Runs the command; a problem the user can fix is one line on stderr and exit status 1.
+    /// SIGINT, SIGTERM and SIGHUP remove the temporaries first (exit 128 + the signal).
     static func main() {
+        Temporaries.removeOnSignals()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -115,7 +115,7 @@ struct PruneCommand: ParsableCommand {
         settings.layerGamma = try parseOverrides(layerGamma, flag: "--layer-gamma")
         settings.skipDepthwise = skipDepthwise
         var targets = try settings.targets(in: model)
-        if let output, !dryRun { try checkWritable(output) }
+        if let output, !dryRun { try checkOutput(output) }
 
         let usesGradient = targets.contains { $0.gamma.isFinite }
         let needsNetwork = usesGradient && gradients == nil || !evalData.isEmpty || evalSame
@@ -228,17 +228,6 @@ struct PruneCommand: ParsableCommand {
             try model.write(to: output, edits: edits)
         }
         if json { try printJSON(summary) } else { print(render(summary)) }
-    }
-
-    private func checkWritable(_ output: String) throws {
-        let folder = URL(fileURLWithPath: output).deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CommandError("\(output): output folder \(folder) does not exist")
-        }
-        guard FileManager.default.isWritableFile(atPath: folder) else {
-            throw CommandError("\(output): output folder \(folder) is not writable")
-        }
     }
 
     private func render(_ s: PruneSummary) -> String {

@@ -119,6 +119,10 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Outputs that cannot be written fail now, not after an epoch of training.
+        let logPath = log ?? output + ".log.csv"
+        let jsonLogPath = (logPath as NSString).deletingPathExtension + ".json"
+        for path in [output, logPath, jsonLogPath] { try checkOutput(path) }
         let scaling: InputScaling = scale == .symmetric ? .symmetric : scale == .raw ? .raw : .unit
         let trainData = try CIFARTrainingSet(CIFARDataset(paths: [data], split: .train, scaling: scaling))
         let validation = try CIFARDataset(paths: [data], split: .validation, scaling: scaling)
@@ -141,7 +145,6 @@ struct TrainCommand: ParsableCommand {
         guard network.classCount == 10 else { throw CommandError("\(start.path): the model predicts \(network.classCount) classes, CIFAR-10 has 10") }
         let trainer = try Trainer(source: start, network: network, training: trainData, validation: validation,
                                   settings: settings, resume: resume)
-        let logPath = log ?? output + ".log.csv"
         func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         note("train: \(trainData.count) images (\(trainData.files.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"
              + (beta.map { ", pruning with beta \($0) gamma \(gamma) every \(delta) epoch(s)" } ?? ", dense (no pruning)")
@@ -154,7 +157,7 @@ struct TrainCommand: ParsableCommand {
         try trainer.run(output: output, progress: { _, done, _ in bar.update(done) }, epochDone: { record in
             print(line(record))
             fflush(nil)  // each epoch's line as it happens, also when stdout is a file
-            try? writeLog(trainer.history, to: logPath)
+            try writeLog(trainer.history, csv: logPath, json: jsonLogPath)
         }, log: note)
     }
 
@@ -163,14 +166,12 @@ struct TrainCommand: ParsableCommand {
                r.validationLoss, r.validationAccuracy, r.learningRate, r.prunedThisEpoch, r.sparsity * 100, r.seconds)
     }
 
-    private func writeLog(_ history: [EpochRecord], to path: String) throws {
+    private func writeLog(_ history: [EpochRecord], csv csvPath: String, json jsonPath: String) throws {
         let csv = ([EpochRecord.csvHeaderText] + history.map(\.csvLine)).joined(separator: "\n") + "\n"
-        try writeAtomically(to: path) { try Data(csv.utf8).write(to: URL(fileURLWithPath: $0)) }
+        try writeAtomically(Data(csv.utf8), to: csvPath)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try encoder.encode(history)
-        let jsonPath = (path as NSString).deletingPathExtension + ".json"
-        try writeAtomically(to: jsonPath) { try json.write(to: URL(fileURLWithPath: $0)) }
+        try writeAtomically(try encoder.encode(history), to: jsonPath)
     }
 }
 

@@ -7,9 +7,7 @@ import Testing
     init() throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-train-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        for (index, name) in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"].enumerated() {
-            try writeRecords(folder.appendingPathComponent(name).path, labels: (0..<20).map { UInt8(($0 + index) % 10) })
-        }
+        try writeTinyCIFAR(in: folder)
     }
     func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
@@ -40,6 +38,28 @@ import Testing
         let refused = try gmtool(changed)
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("other settings"))
+    }
+
+    /// A log that cannot be written is an error, found before any training: a read-only folder
+    /// (root writes anyway, so only where the permission holds) and a folder in the log's place.
+    @Test func aLogThatCannotBeWrittenIsAnError() throws {
+        let readOnly = folder.appendingPathComponent("readonly")
+        try FileManager.default.createDirectory(at: readOnly, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: readOnly.path)
+        defer { try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: readOnly.path) }  // lets the folder be cleaned up
+        try FileManager.default.createDirectory(atPath: path("taken.csv"), withIntermediateDirectories: true)
+        var cases = [(path("taken.csv"), "\(path("taken.csv")): is a folder, not a file")]
+        if access(readOnly.path, W_OK) != 0 {
+            let log = readOnly.appendingPathComponent("run.csv").path
+            cases.append((log, "\(log): output folder \(readOnly.path) is not writable"))
+        }
+        for (log, message) in cases {
+            let result = try gmtool(["train", Paths.fixture("rescnn_k3.h5"), "--data", folder.path, "--epochs", "1", "--batch-size", "16",
+                                     "--log", log, "-o", path("logged.h5")])
+            #expect(result.status == 1)
+            #expect(result.stderr == "gmtool: error: \(message)\n")
+            #expect(!FileManager.default.fileExists(atPath: path("logged.h5")), "no epoch was trained")
+        }
     }
 
     @Test(arguments: [(["--epochs", "0"], "--epochs"), (["--epochs", "1", "--delta", "0"], "--delta"),

@@ -97,6 +97,16 @@ private let layoutNames: [String: CheckpointLayout] = [
         }
     }
 
+    /// Optional metadata may be absent, but one that is there and unreadable is an error, not nil.
+    @Test func anUnreadableKerasVersionIsAnError() throws {
+        let scratch = try ScratchFolder()
+        let copy = scratch.path("version.h5")
+        try FileManager.default.copyItem(atPath: Fixtures.path("seqcnn_k2.h5"), toPath: copy)
+        try HDF5File.open(copy, mode: .readWrite).root.group("model_weights").setAttribute("keras_version", values: [Int32(3)], scalar: true)
+        let error = #expect(throws: CheckpointError.self) { try Checkpoint.open(copy) }
+        #expect(error?.description == "\(copy): /model_weights attribute keras_version: holds int32, not strings")
+    }
+
     @Test func shapeDisagreementNamesDatasetAndExpectation() throws {
         do {
             _ = try Checkpoint.open(Fixtures.path("bad/shape_mismatch.h5"))

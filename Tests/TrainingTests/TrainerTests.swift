@@ -1,5 +1,6 @@
 import CIFAR
 import Foundation
+import HDF5
 import KerasCheckpoint
 import Testing
 @testable import Network
@@ -69,12 +70,12 @@ struct Interrupted: Error {}
             #expect(try a.read(x).map(\.bitPattern) == b.read(y).map(\.bitPattern), "\(x.datasetPath)")
             #expect(try a.mask(for: x) == b.mask(for: y))
         }
-        let history = { (c: Checkpoint) in c.extraAttribute(group: "/gmtool_training", "history") ?? "" }
+        let history = { (c: Checkpoint) in try c.extraAttribute(group: "/gmtool_training", "history") ?? "" }
         // Everything but the timings must agree.
         let strip = { (text: String) in
             text.replacingOccurrences(of: #""(seconds|train_images_per_second)":[0-9.e+-]+"#, with: "", options: .regularExpression)
         }
-        #expect(strip(history(a)) == strip(history(b)))
+        #expect(try strip(history(a)) == strip(history(b)))
         // Resuming with other settings is refused.
         var other = plan
         other.seed = 10
@@ -104,5 +105,60 @@ struct Interrupted: Error {}
             }
         }
         #expect(masked >= pruned[1] + pruned[3])
+    }
+
+    /// How a saved run can be damaged, and what resuming from it must say (`FILE`, `SLOT` and
+    /// `COUNT` stand for the file, the first kernel's momentum dataset and the kernel's size).
+    enum Damage: String, CaseIterable {
+        case stateGroupRemoved, stateGroupEmpty, slotRemoved, slotTruncated, historyCorrupted, historyShortened, iterationsGarbled
+
+        var message: String {
+            switch self {
+            case .stateGroupRemoved: "FILE: holds no gmtool training state to resume from (no /gmtool_training group)"
+            case .stateGroupEmpty: "FILE: /gmtool_training attribute settings is missing; resume needs the complete training state"
+            case .slotRemoved: "FILE: SLOT is missing; resume needs the optimizer state of every trainable weight"
+            case .slotTruncated: "FILE: SLOT holds 3 values, the weight has COUNT; the training state is damaged"
+            case .historyCorrupted: "FILE: /gmtool_training attribute history cannot be decoded; the training state is damaged"
+            case .historyShortened: "FILE: /gmtool_training attribute history lists 0 epoch(s) but completed_epochs is 1; the training state is damaged"
+            case .iterationsGarbled: "FILE: /gmtool_training attribute iterations cannot be decoded; the training state is damaged"
+            }
+        }
+
+        func apply(to file: HDF5File, slot: String) throws {
+            let root = file.root
+            switch self {
+            case .stateGroupRemoved: try root.removeLink("gmtool_training")
+            case .stateGroupEmpty:
+                try root.removeLink("gmtool_training")
+                _ = try root.openOrCreateGroup("gmtool_training")
+            case .slotRemoved: try root.removeLink(String(slot.dropFirst()))
+            case .slotTruncated:
+                try root.removeLink(String(slot.dropFirst()))
+                _ = try root.createDataset(String(slot.dropFirst()), shape: [3], values: [Float](repeating: 0, count: 3))
+            case .historyCorrupted: try root.group("gmtool_training").setAttribute("history", string: "[{\"epoch\": 1, \"loss\"")
+            case .historyShortened: try root.group("gmtool_training").setAttribute("history", string: "[]")
+            case .iterationsGarbled: try root.group("gmtool_training").setAttribute("iterations", string: "six")
+            }
+        }
+    }
+
+    /// `--resume` never guesses: a missing or broken piece of the state is an error naming it.
+    @Test(arguments: Damage.allCases)
+    func resumeRefusesADamagedState(damage: Damage) throws {
+        let data = try TinyCIFAR()
+        let plan = settings(epochs: 2, delta: 2)
+        let saved = data.path("saved.h5"), damaged = data.path("\(damage.rawValue).h5")
+        do {
+            try trainer(data, source: try Checkpoint.open(fixtures.appendingPathComponent("rescnn_k2.h5").path), settings: plan, resume: false)
+                .run(output: saved, epochDone: { _ in throw Interrupted() })
+        } catch is Interrupted {}
+        try FileManager.default.copyItem(atPath: saved, toPath: damaged)
+        let kernel = try #require(try Checkpoint.open(saved).weights.first { $0.trainable && $0.prunable })
+        let slot = "/gmtool_training/slot1\(kernel.datasetPath)"
+        try damage.apply(to: try HDF5File.open(damaged, mode: .readWrite), slot: slot)
+        let expected = damage.message.replacingOccurrences(of: "FILE", with: damaged).replacingOccurrences(of: "SLOT", with: slot)
+            .replacingOccurrences(of: "COUNT", with: String(kernel.elementCount))
+        let error = #expect(throws: TrainingError.self) { try trainer(data, source: try Checkpoint.open(damaged), settings: plan, resume: true) }
+        #expect(error?.description == expected)
     }
 }
