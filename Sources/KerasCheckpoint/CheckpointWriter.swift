@@ -30,11 +30,23 @@ public func writeAtomically(to destination: String, _ body: (String) throws -> V
     let slot = Temporaries.register(temporary)
     // After the rename the name is gone and this only forgets it.
     defer { Temporaries.remove(file: temporary, slot: slot) }
-    try body(temporary)
+    do { try body(temporary) } catch let error as HDF5Error { throw writeFailure(error, output: destination) }
     try syncToDisk(temporary, reportedAs: destination)
     guard rename(temporary, target) == 0 else {
         throw CheckpointError(file: destination, problem: "cannot be replaced (\(String(cString: strerror(errno))))")
     }
+}
+
+/// One line for a write that failed inside libhdf5. A full disk or `ulimit -f`: its file driver
+/// names the system's reason ("errno = 27, error message = 'File too large'"), said as for
+/// gmtool's own writes instead of libhdf5's stack.
+func writeFailure(_ error: HDF5Error, output: String) -> CheckpointError {
+    if let range = error.detail.range(of: #"error message = '[^']*'"#, options: .regularExpression) {
+        let reason = error.detail[range].dropFirst("error message = '".count).dropLast()
+        return CheckpointError(file: output, problem: "cannot be written (\(reason))")
+    }
+    return CheckpointError(file: output, object: error.path,
+                           problem: "write failed (\(error.detail.split(whereSeparator: \.isNewline).joined(separator: " ")))")
 }
 
 /// Writes `data` to `destination` atomically (see `writeAtomically(to:_:)`).
@@ -206,7 +218,7 @@ extension Checkpoint {
             }
             try file.flush()
         } catch let error as HDF5Error {
-            throw CheckpointError(file: output, object: error.path, problem: "write failed (\(error.detail))")
+            throw writeFailure(error, output: output)
         }
     }
 }

@@ -125,7 +125,7 @@ extension Checkpoint {
                 }
                 try file.flush()
             } catch let error as HDF5Error {
-                throw CheckpointError(file: path, object: error.path, problem: "write failed (\(error.detail))")
+                throw writeFailure(error, output: path)
             }
         }
         return reports
@@ -170,7 +170,7 @@ extension Checkpoint {
                 }
                 try file.flush()
             } catch let error as HDF5Error {
-                throw CheckpointError(file: path, object: error.path, problem: "write failed (\(error.detail))")
+                throw writeFailure(error, output: path)
             }
         }
     }

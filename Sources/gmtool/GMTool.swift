@@ -25,7 +25,10 @@ struct GMTool: ParsableCommand {
             try command.run()
         } catch let error as UserFacingError {
             FileHandle.standardError.write(Data("gmtool: error: \(error.description)\n".utf8))
-            Foundation.exit(1)
+            // _exit, not exit: the temporaries are gone already, and libhdf5 1.10's own exit
+            // handler crashes on a file whose close failed (a full disk mid-write).
+            fflush(nil)
+            _exit(1)
         } catch {
             exit(withError: error)
         }
