@@ -107,7 +107,7 @@ public final class Checkpoint {
         archive = nil
         file = try Self.openHDF5(path, reportedAs: path)
         let root = file.root
-        if root.hasAttribute("gmtool_format") {
+        if try root.hasAttribute("gmtool_format") {
             guard (try? Self.readString(root, "gmtool_format", path)) == sparseFormatName else {
                 throw CheckpointError(file: path, problem: "has an unknown gmtool_format")
             }
@@ -120,7 +120,7 @@ public final class Checkpoint {
             return
         }
         sparseMembers = [:]
-        if root.hasAttribute("model_config") {
+        if try root.hasAttribute("model_config") {
             guard root.kind(of: "model_weights") == .group else {
                 throw CheckpointError(file: path, object: "/model_weights", problem: "missing (a full-model file needs it)")
             }
@@ -129,10 +129,10 @@ public final class Checkpoint {
             modelConfig = config
             layout = .legacyFull
             let weightsRoot = try root.group("model_weights")
-            kerasVersion = try? Self.readString(weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
+            kerasVersion = try? Self.readString(try weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
             backend = try? Self.readString(root, "backend", path)
             layers = try Self.legacyLayers(weightsRoot, config: config, source: path)
-        } else if root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
+        } else if try root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
             modelConfig = externalConfig
             layout = .legacyWeights
             kerasVersion = try? Self.readString(root, "keras_version", path)
@@ -171,11 +171,11 @@ public final class Checkpoint {
     /// because HDF5 object headers hold at most 64 KB.
     static func readStringList(_ object: HDF5Object, _ name: String, _ source: String) throws -> [String]? {
         do {
-            if object.hasAttribute(name) { return try object.attribute(name).readStrings() }
-            guard object.hasAttribute("\(name)0") else { return nil }
+            if try object.hasAttribute(name) { return try object.attribute(name).readStrings() }
+            guard try object.hasAttribute("\(name)0") else { return nil }
             var all: [String] = []
             var index = 0
-            while object.hasAttribute("\(name)\(index)") {
+            while try object.hasAttribute("\(name)\(index)") {
                 all += try object.attribute("\(name)\(index)").readStrings()
                 index += 1
             }
@@ -366,7 +366,8 @@ public final class Checkpoint {
 
     /// A string attribute of one of gmtool's own groups, or nil.
     public func extraAttribute(group: String, _ name: String) -> String? {
-        guard file.root.kind(of: group) == .group, let object = try? file.root.group(group), object.hasAttribute(name) else { return nil }
+        guard file.root.kind(of: group) == .group, let object = try? file.root.group(group),
+              (try? object.hasAttribute(name)) == true else { return nil }
         return try? object.attribute(name).readString()
     }
 
@@ -375,7 +376,7 @@ public final class Checkpoint {
         guard file.root.kind(of: maskGroupName) == .group else { return [:] }
         let group = try file.root.group(maskGroupName)
         var result: [String: String] = [:]
-        for name in group.attributeNames {
+        for name in try group.attributeNames {
             let attribute = try group.attribute(name)
             if case .string = attribute.elementType { result[name] = try attribute.readString() }
             else { result[name] = try attribute.read(as: Double.self).map { String($0) }.joined(separator: ",") }

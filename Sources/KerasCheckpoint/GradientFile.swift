@@ -51,7 +51,8 @@ public enum GradientFile {
 
     /// A root attribute as text, for reports.
     public static func attribute(_ path: String, _ name: String) -> String? {
-        guard let file = try? HDF5File.open(path), file.root.hasAttribute(name), let attribute = try? file.root.attribute(name) else { return nil }
+        guard let file = try? HDF5File.open(path), (try? file.root.hasAttribute(name)) == true,
+              let attribute = try? file.root.attribute(name) else { return nil }
         if case .string = attribute.elementType { return try? attribute.readString() }
         return (try? attribute.read(as: Double.self))?.first.map { String($0) }
     }

@@ -189,13 +189,13 @@ extension Checkpoint {
                 let object: HDF5Object
                 if kind == .group {
                     let child = try group.group(name)
-                    if !child.hasAttribute("order") { try visit(child); continue }
+                    if try !child.hasAttribute("order") { try visit(child); continue }
                     object = child
                 } else if kind == .dataset {
                     object = try group.dataset(name)
                 } else { continue }
                 func text(_ key: String) throws -> String { try readString(object, key, source) }
-                guard object.hasAttribute("order"), object.hasAttribute("keras_shape") else {
+                guard try object.hasAttribute("order"), try object.hasAttribute("keras_shape") else {
                     throw CheckpointError(file: source, object: object.path, problem: "has no order/keras_shape attributes")
                 }
                 let order = Int(try object.attribute("order").read(as: Int64.self).first ?? 0)
