@@ -75,19 +75,7 @@ public final class Checkpoint {
 
     private init(path: String, config externalConfig: ModelConfig?) throws {
         self.path = path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CheckpointError(file: path, problem: "no such file")
-        }
-        guard !isDirectory.boolValue else { throw CheckpointError(file: path, problem: "is a directory, not a checkpoint file") }
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let size = attributes[.size] as? Int else {
-            throw CheckpointError(file: path, problem: "cannot be read")
-        }
-        guard size > 0 else { throw CheckpointError(file: path, problem: "is empty") }
-        guard FileManager.default.isReadableFile(atPath: path) else {
-            throw CheckpointError(file: path, problem: "permission denied")
-        }
+        try checkInputFile(path, kind: "checkpoint file")
 
         if KerasArchive.looksLikeZip(path) {
             let archive = try KerasArchive(path: path)
@@ -152,7 +140,8 @@ public final class Checkpoint {
         }
     }
 
-    private static func openHDF5(_ path: String, reportedAs name: String) throws -> HDF5File {
+    /// Opens an HDF5 file of the user's, saying in one line why it cannot be.
+    static func openHDF5(_ path: String, reportedAs name: String) throws -> HDF5File {
         do { return try HDF5File.open(path) } catch let error as HDF5Error {
             let problem = error.detail == "not an HDF5 file"
                 ? "is not an HDF5 file (or is truncated)"
@@ -250,6 +239,7 @@ public final class Checkpoint {
             throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
         }
         let shape = dataset.shape
+        try checkFitsInMemory(dataset.elementCount, source: source, object: dataset.path)
         var role = WeightRole(fileName: name)
         if let layer, let specs = LayerWeights.specs(for: layer) {
             guard specs.count == count else {
@@ -270,6 +260,16 @@ public final class Checkpoint {
         return CheckpointWeight(
             layerName: layerName, layerClass: layer?.className, role: role, name: name, datasetPath: dataset.path,
             shape: shape, trainable: role.isTrainable && (layer?.trainable ?? true) && modelTrainable, prunable: prunable)
+    }
+
+    /// Refuses a weight whose declared size is more than this machine's memory, when the file is
+    /// opened: every command holds each weight it touches in memory, and sizes derived from the
+    /// weight (gradients, masks, optimizer slots) are allocated from the declared shape, some
+    /// before anything is read.
+    static func checkFitsInMemory(_ count: Int, source: String, object: String) throws {
+        if let problem = MachineMemory.problem(count: count, elementSize: MemoryLayout<Float>.size, noun: "float32 values") {
+            throw CheckpointError(file: source, object: object, problem: problem)
+        }
     }
 
     // MARK: Keras 3 .weights.h5 / .keras
@@ -338,9 +338,7 @@ public final class Checkpoint {
     /// Reads a weight as float32 (libhdf5 converts from the stored precision).
     public func read(_ weight: CheckpointWeight) throws -> [Float] {
         if layout == .sparseExport { return try readSparseMember(weight).values }
-        do { return try file.root.dataset(weight.datasetPath).read(as: Float.self) } catch let error as HDF5Error {
-            throw CheckpointError(file: path, object: weight.datasetPath, problem: "cannot be read (\(error.detail))")
-        }
+        return try readValues(try openDataset(weight.datasetPath), as: Float.self)
     }
 
     /// Where the mask of `weight` lives.
@@ -351,17 +349,17 @@ public final class Checkpoint {
         if layout == .sparseExport { return try readSparseMember(weight).structure }
         let maskPath = Self.maskPath(for: weight)
         guard file.root.kind(of: maskPath) == .dataset else { return nil }
-        let dataset = try file.root.dataset(maskPath)
+        let dataset = try openDataset(maskPath)
         guard dataset.shape == weight.shape else {
             throw CheckpointError(file: path, object: maskPath, problem: "mask shape \(shapeText(dataset.shape)) differs from the weight's \(shapeText(weight.shape))")
         }
-        return try dataset.read(as: UInt8.self)
+        return try readValues(dataset, as: UInt8.self)
     }
 
     /// A float32 dataset of gmtool's own (see `CheckpointEdits.extraDatasets`), or nil.
     public func extraDataset(_ path: String) throws -> [Float]? {
         guard file.root.kind(of: path) == .dataset else { return nil }
-        return try file.root.dataset(path).read(as: Float.self)
+        return try readValues(try openDataset(path), as: Float.self)
     }
 
     /// A string attribute of one of gmtool's own groups, or nil.
@@ -369,6 +367,22 @@ public final class Checkpoint {
         guard file.root.kind(of: group) == .group, let object = try? file.root.group(group),
               (try? object.hasAttribute(name)) == true else { return nil }
         return try? object.attribute(name).readString()
+    }
+
+    /// Opens a dataset of this checkpoint's HDF5 file; a failure is one error naming it.
+    func openDataset(_ datasetPath: String) throws -> HDF5Dataset {
+        do { return try file.root.dataset(datasetPath) } catch let error as HDF5Error {
+            throw CheckpointError(file: path, object: datasetPath, problem: "cannot be opened (\(error.detail))")
+        }
+    }
+
+    /// Reads every value of `dataset`. Every read of the checkpoint's data goes through here, so
+    /// a failure, including a declared size the file or this machine cannot back (which the
+    /// HDF5 layer refuses before allocating), is one error naming the dataset.
+    func readValues<T: HDF5Scalar>(_ dataset: HDF5Dataset, as: T.Type) throws -> [T] {
+        do { return try dataset.read(as: T.self) } catch let error as HDF5Error {
+            throw CheckpointError(file: path, object: dataset.path, problem: "cannot be read (\(error.detail))")
+        }
     }
 
     /// Attributes stored on the mask group (how the masks were made), as text.
@@ -384,6 +398,25 @@ public final class Checkpoint {
         return result
     }
 
+}
+
+/// The checks every input file gets before libhdf5 or the zip reader sees it, so a missing,
+/// unreadable or empty file is named as such rather than as "not an HDF5 file". `kind` names
+/// what the file should be ("checkpoint file").
+func checkInputFile(_ path: String, kind: String) throws {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw CheckpointError(file: path, problem: "no such file")
+    }
+    guard !isDirectory.boolValue else { throw CheckpointError(file: path, problem: "is a directory, not a \(kind)") }
+    guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+          let size = attributes[.size] as? Int else {
+        throw CheckpointError(file: path, problem: "cannot be read")
+    }
+    guard size > 0 else { throw CheckpointError(file: path, problem: "is empty") }
+    guard FileManager.default.isReadableFile(atPath: path) else {
+        throw CheckpointError(file: path, problem: "permission denied")
+    }
 }
 
 func shapeText(_ shape: [Int]) -> String {
