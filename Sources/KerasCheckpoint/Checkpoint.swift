@@ -337,8 +337,11 @@ public final class Checkpoint {
 
     /// Reads a weight as float32 (libhdf5 converts from the stored precision).
     public func read(_ weight: CheckpointWeight) throws -> [Float] {
-        if layout == .sparseExport { return try readSparseMember(weight).values }
-        return try readValues(try openDataset(weight.datasetPath), as: Float.self)
+        guard layout == .sparseExport else { return try readValues(try openDataset(weight.datasetPath), as: Float.self) }
+        switch try sparseMember(weight) {
+        case .dense(let values): return values
+        case .kernel(let matrix, let shape, _): return shape.dense(matrix)
+        }
     }
 
     /// Where the mask of `weight` lives.
@@ -346,7 +349,10 @@ public final class Checkpoint {
 
     /// The pruning mask gmtool stored for `weight` (1 keep, 0 pruned), or nil when there is none.
     public func mask(for weight: CheckpointWeight) throws -> [UInt8]? {
-        if layout == .sparseExport { return try readSparseMember(weight).structure }
+        if layout == .sparseExport {
+            guard case .kernel(let matrix, let shape, structureIsMask: true) = try sparseMember(weight) else { return nil }
+            return shape.structure(matrix)
+        }
         let maskPath = Self.maskPath(for: weight)
         guard file.root.kind(of: maskPath) == .dataset else { return nil }
         let dataset = try openDataset(maskPath)
