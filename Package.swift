@@ -67,7 +67,7 @@ let package = Package(
         // Test support: HDF5 files that declare more than they store, written through libhdf5 directly.
         .target(name: "MalformedFiles", dependencies: ["HDF5", "CHDF5"], path: "Tests/MalformedFiles"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "MalformedFiles"]),
-        .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5", "MalformedFiles"]),
+        .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5", "MalformedFiles", "CZlib"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "KerasCheckpoint"]),

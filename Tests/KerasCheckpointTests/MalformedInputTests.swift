@@ -30,6 +30,17 @@ let memory = describeBytes(MachineMemory.bytes)
         #expect(message { _ = try checkpoint.statistics() }
             == "\(path): /model_weights/c1/c1/kernel:0: cannot be read (declares 28311552 float32 values (108.0 MiB) but the file stores none of them)")
     }
+
+    @Test func architectureFilesHaveASizeLimit() throws {
+        let scratch = try ScratchFolder()
+        let path = scratch.path("model.json")
+        // A sparse file: 65 MiB declared, nothing on disk.
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: 65 << 20)
+        try handle.close()
+        #expect(message { _ = try ModelConfig(contentsOf: path) } == "\(path): is 65.0 MiB, over gmtool's 64.0 MiB limit for a model config")
+    }
 }
 
 /// A sparse export of seqcnn_k2.h5 whose c1 kernel member (8 output channels x 27 inputs) `edit`
