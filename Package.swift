@@ -72,6 +72,6 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "KerasCheckpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
-        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint"]),
+        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "MalformedFiles"]),
     ]
 )
