@@ -130,22 +130,27 @@ func change<T: HDF5Scalar>(_ group: HDF5Group, _ name: String, as: T.Type, _ cha
         #expect(fewer?.hasSuffix(": \(c1Kernel): invalid bitmask: bits mark 216 stored entries but data has 215") == true, "\(fewer ?? "")")
     }
 
-    @Test func denseMembersMustHaveTheirKerasShape() throws {
+    @Test func denseMembersMustHaveTheirKerasShapeAndFloats() throws {
         let scratch = try ScratchFolder()
-        let path = try brokenExport(.csr, in: scratch) { _ in }
-        do {
-            let weights = try HDF5File.open(path, mode: .readWrite).root.group("/weights/model_weights/c1/c1")
-            let attributes = try ["layer", "layer_class", "role", "name"].map { ($0, try weights.dataset("bias:0").attribute($0).readString()) }
-            try weights.removeLink("bias:0")
-            let bias = try weights.createDataset("bias:0", shape: [7], values: [Float](repeating: 0, count: 7))
-            for (key, value) in attributes { try bias.setAttribute(key, string: value) }
-            try bias.setAttribute("keras_shape", values: [Int64(8)])
-            try bias.setAttribute("order", values: [Int64(1)], scalar: true)
-            try bias.setAttribute("trainable", values: [UInt8(1)], scalar: true)
+        /// The c1 bias member replaced by `values`, its attributes kept; the message reading it gives.
+        func readBias<T: HDF5Scalar>(_ values: [T]) throws -> String? {
+            let path = try brokenExport(.csr, in: scratch) { _ in }
+            do {
+                let weights = try HDF5File.open(path, mode: .readWrite).root.group("/weights/model_weights/c1/c1")
+                let attributes = try ["layer", "layer_class", "role", "name"].map { ($0, try weights.dataset("bias:0").attribute($0).readString()) }
+                try weights.removeLink("bias:0")
+                let bias = try weights.createDataset("bias:0", shape: [values.count], values: values)
+                for (key, value) in attributes { try bias.setAttribute(key, string: value) }
+                try bias.setAttribute("keras_shape", values: [Int64(8)])
+                try bias.setAttribute("order", values: [Int64(1)], scalar: true)
+                try bias.setAttribute("trainable", values: [UInt8(1)], scalar: true)
+            }
+            let checkpoint = try Checkpoint.open(path)
+            let bias = try #require(checkpoint.weights.first { $0.datasetPath == "/model_weights/c1/c1/bias:0" })
+            return message { _ = try checkpoint.read(bias) }.map { $0.replacingOccurrences(of: path, with: "FILE") }
         }
-        let checkpoint = try Checkpoint.open(path)
-        let bias = try #require(checkpoint.weights.first { $0.datasetPath == "/model_weights/c1/c1/bias:0" })
-        #expect(message { _ = try checkpoint.read(bias) } == "\(path): /weights/model_weights/c1/c1/bias:0: shape (7,) differs from its keras_shape (8,)")
+        #expect(try readBias([Float](repeating: 0, count: 7)) == "FILE: /weights/model_weights/c1/c1/bias:0: shape (7,) differs from its keras_shape (8,)")
+        #expect(try readBias([Int32](repeating: 0, count: 8)) == "FILE: /weights/model_weights/c1/c1/bias:0: weights must be floating point, found int32")
     }
 
     @Test func kerasShapesAreCheckedWhenOpened() throws {
