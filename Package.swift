@@ -67,12 +67,14 @@ let package = Package(
         ),
         // Kernel micro-benchmarks for benchmarks/bench.py.
         .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "Pruning"]),
-        .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
-        .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
+        // Test support: HDF5 files that declare more than they store, written through libhdf5 directly.
+        .target(name: "MalformedFiles", dependencies: ["HDF5", "CHDF5"], path: "Tests/MalformedFiles"),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "MalformedFiles"]),
+        .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5", "MalformedFiles", "CZlib"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "KerasCheckpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
-        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint"]),
+        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "MalformedFiles"]),
     ]
 )

@@ -33,14 +33,17 @@ static inline hid_t gm_H5T_NATIVE_INT64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t gm_H5T_NATIVE_UINT64(void) { return H5T_NATIVE_UINT64; }
 static inline hid_t gm_H5T_C_S1(void) { return H5T_C_S1; }
 
-/// Object type of `name` under `loc`: 0 group, 1 dataset, 2 named datatype, -1 missing or other.
-/// Checks the link first so a missing name is not an HDF5 error.
+/// Object type of `name` under `loc`: 0 group, 1 dataset, 2 named datatype, -1 missing or other,
+/// -2 when libhdf5 failed to answer (the cause is on the error stack). Checks the link first so a
+/// missing name is not an HDF5 error.
 static inline int gm_object_kind(hid_t loc, const char *name) {
-    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return -1;
+    htri_t exists = H5Lexists(loc, name, H5P_DEFAULT);
+    if (exists < 0) return -2;
+    if (exists == 0) return -1;
     hid_t obj = H5Oopen(loc, name, H5P_DEFAULT);
-    if (obj < 0) return -1;
+    if (obj < 0) return -2;
     H5I_type_t t = H5Iget_type(obj);
-    H5Oclose(obj);
+    if (H5Oclose(obj) < 0 || t == H5I_BADID) return -2;
     switch (t) {
         case H5I_GROUP: return 0;
         case H5I_DATASET: return 1;
@@ -64,15 +67,19 @@ static herr_t gm_error_walker(unsigned n, const H5E_error2_t *err, void *data) {
 
 static inline int gm_error_summary(gm_error_summary_t *out) {
     memset(out, 0, sizeof(*out));
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, gm_error_walker, out);
+    // A stack that cannot be walked leaves the summary empty: the caller still reports the
+    // failed operation, only without libhdf5's explanation.
+    if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, gm_error_walker, out) < 0) memset(out, 0, sizeof(*out));
     H5Eclear2(H5E_DEFAULT);
     return out->count;
 }
 
 /// Silences HDF5's automatic printing of its error stack to stderr; errors are turned into
 /// Swift errors instead.
-static inline void gm_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+static inline herr_t gm_silence_errors(void) { return H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+/// Drops the stack of a failure already handled. Its own status is moot: every libhdf5 API call
+/// starts by clearing the stack anyway, this only keeps it from lingering until then.
 static inline void gm_clear_errors(void) { H5Eclear2(H5E_DEFAULT); }
 
 /// Number of attributes on an object (H5Oget_info's signature differs between 1.10 and 1.12).
@@ -87,9 +94,12 @@ static inline int gm_attribute_count(hid_t obj) {
     return (int)info.num_attrs;
 }
 
-/// Frees the strings HDF5 allocated for a variable-length string read.
-static inline void gm_free_vlen_strings(char **strings, size_t count) {
-    for (size_t i = 0; i < count; i++) { if (strings[i]) H5free_memory(strings[i]); }
+/// Frees the strings HDF5 allocated for a variable-length string read; negative when a free
+/// failed (every string is still attempted).
+static inline herr_t gm_free_vlen_strings(char **strings, size_t count) {
+    herr_t status = 0;
+    for (size_t i = 0; i < count; i++) { if (strings[i] && H5free_memory(strings[i]) < 0) status = -1; }
+    return status;
 }
 
 #endif

@@ -75,19 +75,7 @@ public final class Checkpoint {
 
     private init(path: String, config externalConfig: ModelConfig?) throws {
         self.path = path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CheckpointError(file: path, problem: "no such file")
-        }
-        guard !isDirectory.boolValue else { throw CheckpointError(file: path, problem: "is a directory, not a checkpoint file") }
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let size = attributes[.size] as? Int else {
-            throw CheckpointError(file: path, problem: "cannot be read")
-        }
-        guard size > 0 else { throw CheckpointError(file: path, problem: "is empty") }
-        guard FileManager.default.isReadableFile(atPath: path) else {
-            throw CheckpointError(file: path, problem: "permission denied")
-        }
+        try checkInputFile(path, kind: "checkpoint file")
 
         if KerasArchive.looksLikeZip(path) {
             let archive = try KerasArchive(path: path)
@@ -107,7 +95,7 @@ public final class Checkpoint {
         archive = nil
         file = try Self.openHDF5(path, reportedAs: path)
         let root = file.root
-        if root.hasAttribute("gmtool_format") {
+        if try root.hasAttribute("gmtool_format") {
             guard (try? Self.readString(root, "gmtool_format", path)) == sparseFormatName else {
                 throw CheckpointError(file: path, problem: "has an unknown gmtool_format")
             }
@@ -120,7 +108,7 @@ public final class Checkpoint {
             return
         }
         sparseMembers = [:]
-        if root.hasAttribute("model_config") {
+        if try root.hasAttribute("model_config") {
             guard root.kind(of: "model_weights") == .group else {
                 throw CheckpointError(file: path, object: "/model_weights", problem: "missing (a full-model file needs it)")
             }
@@ -129,10 +117,10 @@ public final class Checkpoint {
             modelConfig = config
             layout = .legacyFull
             let weightsRoot = try root.group("model_weights")
-            kerasVersion = try Self.readOptionalString(weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
+            kerasVersion = try Self.readOptionalString(try weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
             backend = try Self.readOptionalString(root, "backend", path)
             layers = try Self.legacyLayers(weightsRoot, config: config, source: path)
-        } else if root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
+        } else if try root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
             modelConfig = externalConfig
             layout = .legacyWeights
             kerasVersion = try Self.readOptionalString(root, "keras_version", path)
@@ -152,7 +140,8 @@ public final class Checkpoint {
         }
     }
 
-    private static func openHDF5(_ path: String, reportedAs name: String) throws -> HDF5File {
+    /// Opens an HDF5 file of the user's, saying in one line why it cannot be.
+    static func openHDF5(_ path: String, reportedAs name: String) throws -> HDF5File {
         do { return try HDF5File.open(path) } catch let error as HDF5Error {
             let problem = error.detail == "not an HDF5 file"
                 ? "is not an HDF5 file (or is truncated)"
@@ -169,18 +158,18 @@ public final class Checkpoint {
 
     /// An optional string attribute: nil when absent, an error when present but unreadable.
     static func readOptionalString(_ object: HDF5Object, _ name: String, _ source: String) throws -> String? {
-        object.hasAttribute(name) ? try readString(object, name, source) : nil
+        try object.hasAttribute(name) ? try readString(object, name, source) : nil
     }
 
     /// Reads a list-of-strings attribute that Keras may have split into `name0`, `name1`, ...
     /// because HDF5 object headers hold at most 64 KB.
     static func readStringList(_ object: HDF5Object, _ name: String, _ source: String) throws -> [String]? {
         do {
-            if object.hasAttribute(name) { return try object.attribute(name).readStrings() }
-            guard object.hasAttribute("\(name)0") else { return nil }
+            if try object.hasAttribute(name) { return try object.attribute(name).readStrings() }
+            guard try object.hasAttribute("\(name)0") else { return nil }
             var all: [String] = []
             var index = 0
-            while object.hasAttribute("\(name)\(index)") {
+            while try object.hasAttribute("\(name)\(index)") {
                 all += try object.attribute("\(name)\(index)").readStrings()
                 index += 1
             }
@@ -255,6 +244,7 @@ public final class Checkpoint {
             throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
         }
         let shape = dataset.shape
+        try checkFitsInMemory(dataset.elementCount, source: source, object: dataset.path)
         var role = WeightRole(fileName: name)
         if let layer, let specs = LayerWeights.specs(for: layer) {
             guard specs.count == count else {
@@ -275,6 +265,16 @@ public final class Checkpoint {
         return CheckpointWeight(
             layerName: layerName, layerClass: layer?.className, role: role, name: name, datasetPath: dataset.path,
             shape: shape, trainable: role.isTrainable && (layer?.trainable ?? true) && modelTrainable, prunable: prunable)
+    }
+
+    /// Refuses a weight whose declared size is more than this machine's memory, when the file is
+    /// opened: every command holds each weight it touches in memory, and sizes derived from the
+    /// weight (gradients, masks, optimizer slots) are allocated from the declared shape, some
+    /// before anything is read.
+    static func checkFitsInMemory(_ count: Int, source: String, object: String) throws {
+        if let problem = MachineMemory.problem(count: count, elementSize: MemoryLayout<Float>.size, noun: "float32 values") {
+            throw CheckpointError(file: source, object: object, problem: problem)
+        }
     }
 
     // MARK: Keras 3 .weights.h5 / .keras
@@ -342,9 +342,10 @@ public final class Checkpoint {
 
     /// Reads a weight as float32 (libhdf5 converts from the stored precision).
     public func read(_ weight: CheckpointWeight) throws -> [Float] {
-        if layout == .sparseExport { return try readSparseMember(weight).values }
-        do { return try file.root.dataset(weight.datasetPath).read(as: Float.self) } catch let error as HDF5Error {
-            throw CheckpointError(file: path, object: weight.datasetPath, problem: "cannot be read (\(error.detail))")
+        guard layout == .sparseExport else { return try readValues(try openDataset(weight.datasetPath), as: Float.self) }
+        switch try sparseMember(weight) {
+        case .dense(let values): return values
+        case .kernel(let matrix, let shape, _): return shape.dense(matrix)
         }
     }
 
@@ -353,20 +354,23 @@ public final class Checkpoint {
 
     /// The pruning mask gmtool stored for `weight` (1 keep, 0 pruned), or nil when there is none.
     public func mask(for weight: CheckpointWeight) throws -> [UInt8]? {
-        if layout == .sparseExport { return try readSparseMember(weight).structure }
+        if layout == .sparseExport {
+            guard case .kernel(let matrix, let shape, structureIsMask: true) = try sparseMember(weight) else { return nil }
+            return shape.structure(matrix)
+        }
         let maskPath = Self.maskPath(for: weight)
         guard file.root.kind(of: maskPath) == .dataset else { return nil }
-        let dataset = try file.root.dataset(maskPath)
+        let dataset = try openDataset(maskPath)
         guard dataset.shape == weight.shape else {
             throw CheckpointError(file: path, object: maskPath, problem: "mask shape \(shapeText(dataset.shape)) differs from the weight's \(shapeText(weight.shape))")
         }
-        return try dataset.read(as: UInt8.self)
+        return try readValues(dataset, as: UInt8.self)
     }
 
     /// A float32 dataset of gmtool's own (see `CheckpointEdits.extraDatasets`), or nil.
     public func extraDataset(_ path: String) throws -> [Float]? {
         guard file.root.kind(of: path) == .dataset else { return nil }
-        return try file.root.dataset(path).read(as: Float.self)
+        return try readValues(try openDataset(path), as: Float.self)
     }
 
     /// Whether the file has one of gmtool's own groups (e.g. `/gmtool_training`).
@@ -377,8 +381,24 @@ public final class Checkpoint {
     public func extraAttribute(group: String, _ name: String) throws -> String? {
         guard hasExtraGroup(group) else { return nil }
         let object = try file.root.group(group)
-        guard object.hasAttribute(name) else { return nil }
+        guard try object.hasAttribute(name) else { return nil }
         return try Self.readString(object, name, path)
+    }
+
+    /// Opens a dataset of this checkpoint's HDF5 file; a failure is one error naming it.
+    func openDataset(_ datasetPath: String) throws -> HDF5Dataset {
+        do { return try file.root.dataset(datasetPath) } catch let error as HDF5Error {
+            throw CheckpointError(file: path, object: datasetPath, problem: "cannot be opened (\(error.detail))")
+        }
+    }
+
+    /// Reads every value of `dataset`. Every read of the checkpoint's data goes through here, so
+    /// a failure, including a declared size the file or this machine cannot back (which the
+    /// HDF5 layer refuses before allocating), is one error naming the dataset.
+    func readValues<T: HDF5Scalar>(_ dataset: HDF5Dataset, as: T.Type) throws -> [T] {
+        do { return try dataset.read(as: T.self) } catch let error as HDF5Error {
+            throw CheckpointError(file: path, object: dataset.path, problem: "cannot be read (\(error.detail))")
+        }
     }
 
     /// Attributes stored on the mask group (how the masks were made), as text.
@@ -386,7 +406,7 @@ public final class Checkpoint {
         guard file.root.kind(of: maskGroupName) == .group else { return [:] }
         let group = try file.root.group(maskGroupName)
         var result: [String: String] = [:]
-        for name in group.attributeNames {
+        for name in try group.attributeNames {
             let attribute = try group.attribute(name)
             if case .string = attribute.elementType { result[name] = try attribute.readString() }
             else { result[name] = try attribute.read(as: Double.self).map { String($0) }.joined(separator: ",") }
@@ -394,6 +414,25 @@ public final class Checkpoint {
         return result
     }
 
+}
+
+/// The checks every input file gets before libhdf5 or the zip reader sees it, so a missing,
+/// unreadable or empty file is named as such rather than as "not an HDF5 file". `kind` names
+/// what the file should be ("checkpoint file").
+func checkInputFile(_ path: String, kind: String) throws {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw CheckpointError(file: path, problem: "no such file")
+    }
+    guard !isDirectory.boolValue else { throw CheckpointError(file: path, problem: "is a directory, not a \(kind)") }
+    guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+          let size = attributes[.size] as? Int else {
+        throw CheckpointError(file: path, problem: "cannot be read")
+    }
+    guard size > 0 else { throw CheckpointError(file: path, problem: "is empty") }
+    guard FileManager.default.isReadableFile(atPath: path) else {
+        throw CheckpointError(file: path, problem: "permission denied")
+    }
 }
 
 func shapeText(_ shape: [Int]) -> String {

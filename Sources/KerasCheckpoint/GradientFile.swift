@@ -24,34 +24,37 @@ public enum GradientFile {
     }
 
     /// Reads the gradient of each of `weights` from `path`; every one must be present with the
-    /// weight's shape.
+    /// weight's shape. A failure names its cause (a missing or unreadable file, a missing
+    /// dataset, a shape or type that does not fit, a size the file cannot back).
     public static func read(_ path: String, for weights: [CheckpointWeight]) throws -> [CheckpointWeight: [Float]] {
-        guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError(file: path, problem: "no such file") }
-        let file: HDF5File
-        do { file = try HDF5File.open(path) } catch {
-            throw CheckpointError(file: path, problem: "is not an HDF5 file (or is truncated)")
-        }
+        try checkInputFile(path, kind: "gradient file")
+        let file = try Checkpoint.openHDF5(path, reportedAs: path)
         var result: [CheckpointWeight: [Float]] = [:]
         for weight in weights {
             guard file.root.kind(of: weight.datasetPath) == .dataset else {
                 throw CheckpointError(file: path, object: weight.datasetPath, problem: "missing: this gradient file was not made for this model")
             }
-            let dataset = try file.root.dataset(weight.datasetPath)
-            guard dataset.shape == weight.shape else {
-                throw CheckpointError(file: path, object: weight.datasetPath,
-                                      problem: "shape \(dataset.shape) differs from the weight's \(weight.shape)")
+            do {
+                let dataset = try file.root.dataset(weight.datasetPath)
+                guard dataset.shape == weight.shape else {
+                    throw CheckpointError(file: path, object: weight.datasetPath,
+                                          problem: "shape \(shapeText(dataset.shape)) differs from the weight's \(shapeText(weight.shape))")
+                }
+                guard dataset.elementType.isFloat else {
+                    throw CheckpointError(file: path, object: weight.datasetPath, problem: "is not floating point")
+                }
+                result[weight] = try dataset.read(as: Float.self)
+            } catch let error as HDF5Error {
+                throw CheckpointError(file: path, object: weight.datasetPath, problem: "cannot be read (\(error.detail))")
             }
-            guard dataset.elementType.isFloat else {
-                throw CheckpointError(file: path, object: weight.datasetPath, problem: "is not floating point")
-            }
-            result[weight] = try dataset.read(as: Float.self)
         }
         return result
     }
 
     /// A root attribute as text, for reports.
     public static func attribute(_ path: String, _ name: String) -> String? {
-        guard let file = try? HDF5File.open(path), file.root.hasAttribute(name), let attribute = try? file.root.attribute(name) else { return nil }
+        guard let file = try? HDF5File.open(path), (try? file.root.hasAttribute(name)) == true,
+              let attribute = try? file.root.attribute(name) else { return nil }
         if case .string = attribute.elementType { return try? attribute.readString() }
         return (try? attribute.read(as: Double.self))?.first.map { String($0) }
     }

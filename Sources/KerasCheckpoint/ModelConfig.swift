@@ -1,4 +1,5 @@
 import Foundation
+import HDF5
 
 /// A reference to one output tensor of a layer: `(layer, node, tensor)` as Keras writes it.
 public struct TensorReference: Sendable, Equatable {
@@ -58,6 +59,10 @@ public struct ModelConfig: Sendable {
         if KerasArchive.looksLikeZip(path) {
             try self.init(json: try KerasArchive(path: path, extractWeights: false).text("config.json"), source: "\(path)!config.json")
         } else {
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            guard size <= KerasArchive.jsonLimit else {
+                throw CheckpointError(file: path, problem: "is \(describeBytes(size)), over gmtool's \(describeBytes(KerasArchive.jsonLimit)) limit for a model config")
+            }
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw CheckpointError(file: path, problem: "cannot be read")
             }

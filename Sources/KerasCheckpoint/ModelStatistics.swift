@@ -61,10 +61,7 @@ extension Checkpoint {
     public func statistics() throws -> ModelStatistics {
         var rows: [WeightStatistics] = []
         for weight in weights {
-            let values = try read(weight)
-            var nonzero = 0
-            for value in values where value != 0 { nonzero += 1 }
-            let masked = try mask(for: weight).map { mask in mask.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
+            let (nonzero, masked) = try counts(weight)
             let count = weight.elementCount
             rows.append(WeightStatistics(
                 layer: weight.layerName, layerType: weight.layerClass ?? "?", weight: weight.name,
@@ -88,6 +85,22 @@ extension Checkpoint {
             prunableSparsity: prunable == 0 ? 0 : Double(prunable - prunableNonzero) / Double(prunable),
             denseBytes: rows.reduce(0) { $0 + $1.bytes }, hasMasks: rows.contains { $0.masked != nil },
             maskProvenance: try maskProvenance(), layers: rows)
+    }
+
+    /// Non-zeros and masked-out entries of one weight. A sparse member is counted from its stored
+    /// entries (the rest are zeros, and masked out when its structure is the mask) without
+    /// building the dense kernel.
+    private func counts(_ weight: CheckpointWeight) throws -> (nonzero: Int, masked: Int?) {
+        func nonzeros(_ values: [Float]) -> Int { values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
+        if layout == .sparseExport {
+            switch try sparseMember(weight) {
+            case .dense(let values): return (nonzeros(values), nil)
+            case .kernel(let matrix, _, let structureIsMask):
+                return (nonzeros(matrix.values), structureIsMask ? weight.elementCount - matrix.storedCount : nil)
+            }
+        }
+        let nonzero = nonzeros(try read(weight))
+        return (nonzero, try mask(for: weight).map { mask in mask.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } })
     }
 
     /// The stored precision; 4 (float32) when the weight's path is no dataset of this file (a sparse

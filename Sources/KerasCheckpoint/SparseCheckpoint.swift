@@ -189,17 +189,24 @@ extension Checkpoint {
                 let object: HDF5Object
                 if kind == .group {
                     let child = try group.group(name)
-                    if !child.hasAttribute("order") { try visit(child); continue }
+                    if try !child.hasAttribute("order") { try visit(child); continue }
                     object = child
                 } else if kind == .dataset {
                     object = try group.dataset(name)
                 } else { continue }
                 func text(_ key: String) throws -> String { try readString(object, key, source) }
-                guard object.hasAttribute("order"), object.hasAttribute("keras_shape") else {
+                guard try object.hasAttribute("order"), try object.hasAttribute("keras_shape") else {
                     throw CheckpointError(file: source, object: object.path, problem: "has no order/keras_shape attributes")
                 }
                 let order = Int(try object.attribute("order").read(as: Int64.self).first ?? 0)
                 let shape = try object.attribute("keras_shape").read(as: Int64.self).map { Int($0) }
+                // Every size derived from the weight multiplies its dimensions, and a small member
+                // can declare any keras_shape.
+                guard let count = checkedProduct(shape) else {
+                    throw CheckpointError(file: source, object: object.path,
+                                          problem: "keras_shape \(shapeText(shape)) is not a shape (a negative dimension, or more elements than a 64-bit count holds)")
+                }
+                try checkFitsInMemory(count, source: source, object: object.path)
                 let layerClass = try text("layer_class")
                 let role = WeightRole(fileName: try text("role"))
                 let originalPath = String(object.path.dropFirst("/weights".count))
@@ -221,54 +228,78 @@ extension Checkpoint {
         return (layers, Dictionary(uniqueKeysWithValues: found.map { ($0.weight.datasetPath, $0.member) }))
     }
 
-    /// The dense kernel and the stored structure of a sparse member.
-    func readSparseMember(_ weight: CheckpointWeight) throws -> (values: [Float], structure: [UInt8]?) {
+    /// A member of this sparse export, read and checked against its weight. `read`, `mask(for:)`,
+    /// `sparseKernel` and `statistics` all go through here, so nothing a file declares reaches
+    /// the dense decode or the CSR kernels unchecked.
+    func sparseMember(_ weight: CheckpointWeight) throws -> SparseMember {
         guard let member = sparseMembers[weight.datasetPath] else {
             throw CheckpointError(file: path, object: weight.datasetPath, problem: "missing from the sparse export")
         }
+        func invalid(_ what: String, _ problem: String) -> CheckpointError {
+            CheckpointError(file: path, object: member, problem: "invalid \(what): \(problem)")
+        }
         let root = file.root
-        if root.kind(of: member) == .dataset { return (try root.dataset(member).read(as: Float.self), nil) }
+        if root.kind(of: member) == .dataset {
+            let dataset = try openDataset(member)
+            guard dataset.shape == weight.shape else {
+                throw CheckpointError(file: path, object: member,
+                                      problem: "shape \(shapeText(dataset.shape)) differs from its keras_shape \(shapeText(weight.shape))")
+            }
+            guard dataset.elementType.isFloat else {
+                throw CheckpointError(file: path, object: member, problem: "weights must be floating point, found \(dataset.elementType)")
+            }
+            return .dense(try readValues(dataset, as: Float.self))
+        }
         let group = try root.group(member)
         let encoding = try Self.readString(group, "encoding-type", path)
         let shape = KernelMatrixShape(role: weight.role, shape: weight.shape)
-        let decoded: (kernel: [Float], structure: [UInt8])?
+        let matrix: CSRMatrix
         switch encoding {
         case SparseEncoding.csr.rawValue:
-            let matrix = try csrMatrix(group, shape: shape)
-            if let problem = matrix.structureProblem() {
-                throw CheckpointError(file: path, object: member, problem: "invalid CSR matrix: \(problem)")
+            let declared = try group.attribute("shape").read(as: Int64.self).map { Int($0) }
+            guard declared == [shape.rows, shape.columns] else {
+                throw CheckpointError(file: path, object: group.path, problem: "shape \(declared) does not fit the kernel's \(shape.rows)x\(shape.columns)")
             }
-            decoded = shape.dense(matrix)
+            let (indptr, indices, data) = (try openDataset("\(member)/indptr"), try openDataset("\(member)/indices"), try openDataset("\(member)/data"))
+            // The lengths first: a declared length costs nothing on disk, reading it may.
+            if let problem = CSRMatrix.sizeProblem(rows: shape.rows, columns: shape.columns, offsets: indptr.elementCount,
+                                                   indices: indices.elementCount, values: data.elementCount) {
+                throw invalid("CSR matrix", problem)
+            }
+            matrix = CSRMatrix(rows: shape.rows, columns: shape.columns,
+                               rowOffsets: try readValues(indptr, as: Int64.self).map { Int($0) },
+                               columnIndices: try readValues(indices, as: Int32.self), values: try readValues(data, as: Float.self))
+            if let problem = matrix.structureProblem() { throw invalid("CSR matrix", problem) }
         case SparseEncoding.bitmask.rawValue:
-            decoded = shape.dense(bits: try group.dataset("bits").read(as: UInt8.self), values: try group.dataset("data").read(as: Float.self))
+            let (bitsSet, data) = (try openDataset("\(member)/bits"), try openDataset("\(member)/data"))
+            // The lengths first, as for CSR.
+            if let problem = shape.bitmaskSizeProblem(bytes: bitsSet.elementCount) { throw invalid("bitmask", problem) }
+            if let problem = CSRMatrix.sizeProblem(rows: shape.rows, columns: shape.columns, offsets: shape.rows + 1,
+                                                   indices: data.elementCount, values: data.elementCount) {
+                throw invalid("bitmask", problem)
+            }
+            let bits = try readValues(bitsSet, as: UInt8.self), values = try readValues(data, as: Float.self)
+            if let problem = shape.bitmaskProblem(bits: bits, valueCount: values.count) { throw invalid("bitmask", problem) }
+            matrix = shape.matrix(bits: bits, values: values)
         default:
             throw CheckpointError(file: path, object: member, problem: "unknown encoding-type \(encoding)")
         }
-        guard let decoded else { throw CheckpointError(file: path, object: member, problem: "bitmask and data disagree") }
         let hasMask = (try group.attribute("has_mask").read(as: UInt8.self).first ?? 0) != 0
-        return (decoded.kernel, hasMask ? decoded.structure : nil)
-    }
-
-    private func csrMatrix(_ group: HDF5Group, shape: KernelMatrixShape) throws -> CSRMatrix {
-        let declared = try group.attribute("shape").read(as: Int64.self).map { Int($0) }
-        guard declared == [shape.rows, shape.columns] else {
-            throw CheckpointError(file: path, object: group.path, problem: "shape \(declared) does not fit the kernel's \(shape.rows)x\(shape.columns)")
-        }
-        return CSRMatrix(rows: shape.rows, columns: shape.columns,
-                         rowOffsets: try group.dataset("indptr").read(as: Int64.self).map { Int($0) },
-                         columnIndices: try group.dataset("indices").read(as: Int32.self),
-                         values: try group.dataset("data").read(as: Float.self))
+        return .kernel(matrix, shape: shape, structureIsMask: hasMask)
     }
 
     /// The kernel as a CSR matrix with one row per output channel, when this is a sparse export
     /// and the weight is stored sparse (a bitmask member is converted); nil otherwise.
     public func sparseKernel(_ weight: CheckpointWeight) throws -> CSRMatrix? {
-        guard layout == .sparseExport, weight.prunable else { return nil }
-        let shape = KernelMatrixShape(role: weight.role, shape: weight.shape)
-        guard let member = sparseMembers[weight.datasetPath], file.root.kind(of: member) == .group else { return nil }
-        let group = try file.root.group(member)
-        if try Self.readString(group, "encoding-type", path) == SparseEncoding.csr.rawValue { return try csrMatrix(group, shape: shape) }
-        let (values, structure) = try readSparseMember(weight)
-        return shape.csr(of: values, mask: structure ?? values.map { $0 != 0 ? 1 : 0 })
+        guard layout == .sparseExport, weight.prunable, case .kernel(let matrix, _, _) = try sparseMember(weight) else { return nil }
+        return matrix
     }
+}
+
+/// A member of a sparse export after `sparseMember` checked it.
+enum SparseMember {
+    /// A weight stored dense, with exactly its keras_shape's element count.
+    case dense([Float])
+    /// A kernel stored sparse; `structureIsMask` when the stored entries are the source's mask.
+    case kernel(CSRMatrix, shape: KernelMatrixShape, structureIsMask: Bool)
 }

@@ -17,20 +17,44 @@ public struct CSRMatrix: Equatable, Sendable {
 
     public var storedCount: Int { values.count }
 
-    /// scipy's `check_format`: offsets start at 0, never decrease, end at the entry count; indices
-    /// are in range and strictly increasing within a row. Returns the first problem, or nil.
+    /// What is wrong with a CSR matrix of `rows` x `columns` made of arrays of these lengths,
+    /// or nil: indptr has one entry per row plus one, indices and data pair up, and there are no
+    /// more entries than the matrix has places (nor columns than 32-bit indices address). Checked
+    /// on the declared lengths before a file's arrays are read, and again by `structureProblem`.
+    public static func sizeProblem(rows: Int, columns: Int, offsets: Int, indices: Int, values: Int) -> String? {
+        guard offsets == rows + 1 else { return "indptr has \(offsets) entries for \(rows) rows (needs \(rows + 1))" }
+        guard indices == values else { return "indices has \(indices) entries but data has \(values)" }
+        guard columns <= Int(Int32.max) else { return "its \(columns) columns are more than 32-bit indices address" }
+        let places = rows.multipliedReportingOverflow(by: columns)
+        guard places.overflow || values <= places.partialValue else {
+            return "data has \(values) entries, more than the \(rows)x\(columns) matrix has places"
+        }
+        return nil
+    }
+
+    /// scipy's `check_format`: the sizes above, then offsets start at 0, never decrease and end at
+    /// the entry count; indices are in range and strictly increasing within a row. Returns the
+    /// first problem, or nil: a matrix without one is safe to hand to the raw-pointer kernels.
     public func structureProblem() -> String? {
-        guard rowOffsets.count == rows + 1 else { return "indptr has \(rowOffsets.count) entries for \(rows) rows" }
-        guard rowOffsets.first == 0, rowOffsets.last == values.count, columnIndices.count == values.count else {
-            return "indptr does not span the \(values.count) stored entries"
+        if let problem = Self.sizeProblem(rows: rows, columns: columns, offsets: rowOffsets.count,
+                                          indices: columnIndices.count, values: values.count) {
+            return problem
+        }
+        guard rowOffsets[0] == 0 else { return "indptr starts at \(rowOffsets[0]), not 0" }
+        guard rowOffsets[rows] == values.count else {
+            return "indptr ends at \(rowOffsets[rows]), not at the \(values.count) stored entries"
+        }
+        // All of indptr before any row's columns: rising from 0 to the entry count, it can then
+        // only index entries that exist.
+        for r in 0..<rows where rowOffsets[r] > rowOffsets[r + 1] {
+            return "indptr decreases at row \(r) (\(rowOffsets[r]) then \(rowOffsets[r + 1]))"
         }
         for r in 0..<rows {
-            let begin = rowOffsets[r], end = rowOffsets[r + 1]
-            guard begin <= end else { return "indptr decreases at row \(r)" }
             var previous: Int32 = -1
-            for k in begin..<end {
+            for k in rowOffsets[r]..<rowOffsets[r + 1] {
                 let c = columnIndices[k]
-                guard c > previous, Int(c) < columns else { return "row \(r) has unsorted or out-of-range column \(c)" }
+                guard c >= 0, Int(c) < columns else { return "row \(r) has column \(c), outside 0..<\(columns)" }
+                guard c > previous else { return "row \(r) has column \(c) after \(previous): columns must increase" }
                 previous = c
             }
         }
@@ -86,24 +110,29 @@ public struct KernelMatrixShape: Sendable, Equatable {
         return CSRMatrix(rows: rows, columns: columns, rowOffsets: offsets, columnIndices: indices, values: values)
     }
 
-    /// The dense Keras kernel and the structure as a mask (1 where an entry is stored).
-    public func dense(_ matrix: CSRMatrix) -> (kernel: [Float], structure: [UInt8]) {
+    /// The dense Keras kernel of a matrix with no `structureProblem`.
+    public func dense(_ matrix: CSRMatrix) -> [Float] {
         var kernel = [Float](repeating: 0, count: rows * columns)
-        var structure = [UInt8](repeating: 0, count: rows * columns)
         for r in 0..<rows {
-            for k in matrix.rowOffsets[r]..<matrix.rowOffsets[r + 1] {
-                let index = Int(matrix.columnIndices[k]) * rows + r
-                kernel[index] = matrix.values[k]
-                structure[index] = 1
-            }
+            for k in matrix.rowOffsets[r]..<matrix.rowOffsets[r + 1] { kernel[Int(matrix.columnIndices[k]) * rows + r] = matrix.values[k] }
         }
-        return (kernel, structure)
+        return kernel
+    }
+
+    /// The structure of a matrix with no `structureProblem` as a mask of the Keras kernel's
+    /// shape: 1 where an entry is stored.
+    public func structure(_ matrix: CSRMatrix) -> [UInt8] {
+        var mask = [UInt8](repeating: 0, count: rows * columns)
+        for r in 0..<rows {
+            for k in matrix.rowOffsets[r]..<matrix.rowOffsets[r + 1] { mask[Int(matrix.columnIndices[k]) * rows + r] = 1 }
+        }
+        return mask
     }
 
     /// Packed bits of the row-major (rows x columns) pattern, most significant bit first
     /// (NumPy's `packbits`), and the stored values in the same order.
     public func bitmask(of kernel: [Float], mask: [UInt8]?) -> (bits: [UInt8], values: [Float]) {
-        var bits = [UInt8](repeating: 0, count: (rows * columns + 7) / 8)
+        var bits = [UInt8](repeating: 0, count: bitmaskBytes)
         var values: [Float] = []
         var position = 0
         for r in 0..<rows {
@@ -119,21 +148,42 @@ public struct KernelMatrixShape: Sendable, Equatable {
         return (bits, values)
     }
 
-    public func dense(bits: [UInt8], values: [Float]) -> (kernel: [Float], structure: [UInt8])? {
-        var kernel = [Float](repeating: 0, count: rows * columns)
-        var structure = [UInt8](repeating: 0, count: rows * columns)
-        var position = 0, next = 0
-        for r in 0..<rows {
+    /// Bytes of packed bits for this matrix.
+    public var bitmaskBytes: Int { (rows * columns + 7) / 8 }
+
+    /// What is wrong with `bytes` bytes of packed bits for this matrix, or nil: exactly
+    /// `bitmaskBytes`. Checked on the declared length before a file's bits are read.
+    public func bitmaskSizeProblem(bytes: Int) -> String? {
+        bytes == bitmaskBytes ? nil : "bits has \(bytes) bytes, the \(rows)x\(columns) matrix needs \(bitmaskBytes)"
+    }
+
+    /// What is wrong with packed bits and a value count for this matrix, or nil: the bits must
+    /// have the right length and mark as many entries (padding bits aside) as there are values.
+    public func bitmaskProblem(bits: [UInt8], valueCount: Int) -> String? {
+        if let problem = bitmaskSizeProblem(bytes: bits.count) { return problem }
+        let places = rows * columns
+        var marked = 0
+        for (index, byte) in bits.enumerated() {
+            let padding = index == bits.count - 1 && places % 8 != 0 ? 8 - places % 8 : 0
+            marked += (byte >> UInt8(padding)).nonzeroBitCount
+        }
+        return marked == valueCount ? nil : "bits mark \(marked) stored entries but data has \(valueCount)"
+    }
+
+    /// The CSR matrix of packed bits and their values, which have no `bitmaskProblem`.
+    public func matrix(bits: [UInt8], values: [Float]) -> CSRMatrix {
+        var offsets = [0]
+        offsets.reserveCapacity(rows + 1)
+        var indices: [Int32] = []
+        indices.reserveCapacity(values.count)
+        var position = 0
+        for _ in 0..<rows {
             for c in 0..<columns {
-                if bits[position >> 3] & (0x80 >> UInt8(position & 7)) != 0 {
-                    guard next < values.count else { return nil }
-                    kernel[c * rows + r] = values[next]
-                    structure[c * rows + r] = 1
-                    next += 1
-                }
+                if bits[position >> 3] & (0x80 >> UInt8(position & 7)) != 0 { indices.append(Int32(c)) }
                 position += 1
             }
+            offsets.append(indices.count)
         }
-        return next == values.count ? (kernel, structure) : nil
+        return CSRMatrix(rows: rows, columns: columns, rowOffsets: offsets, columnIndices: indices, values: values)
     }
 }

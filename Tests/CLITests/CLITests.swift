@@ -1,4 +1,6 @@
 import Foundation
+import HDF5
+import MalformedFiles
 import Testing
 
 /// Runs the built `gmtool` binary as a user would and captures what it prints.
@@ -118,6 +120,24 @@ func gmtool(_ arguments: [String], in directory: URL? = nil) throws -> CommandRe
     ])
     func badFixture(name: String, problem: String) throws {
         try expectOneLineError(["stats", Paths.fixture("bad/\(name)")], mentioning: [name, problem])
+    }
+
+    /// A small file declaring a Conv2D with 2^40 filters (model_config and never-written chunked
+    /// datasets): one line, exit status 1, no crash, for every command that reads weights.
+    @Test func declaredSizesBeyondMemory() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let model = folder.appendingPathComponent("huge.h5").path
+        try copyDeclaringFilters(1 << 40, layer: "c1", of: Paths.fixture("seqcnn_k2.h5"), to: model)
+        let line = "gmtool: error: \(model): /model_weights/c1/c1/kernel:0: declares 29686813949952 float32 values (108.0 TiB), more than this machine's \(describeBytes(MachineMemory.bytes)) of memory\n"
+        for arguments in [["stats", model], ["eval", model, "--data", Shared.data, "--limit", "10"], ["prune", model, "--beta", "0.1", "-o", folder.appendingPathComponent("p.h5").path],
+                          ["export", model, "-o", folder.appendingPathComponent("e.h5").path]] {
+            let result = try gmtool(arguments)
+            #expect(result.status == 1, "\(arguments[0]): status \(result.status)")
+            #expect(result.stderr == line, "\(arguments[0])")
+            #expect(result.stdout.isEmpty)
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MalformedFiles
 import Testing
 @testable import HDF5
 
@@ -74,8 +75,8 @@ final class ScratchFolder {
         #expect(try file.root.attribute("numbers").read(as: Double.self) == [1.5, 2.5])
         #expect(try file.root.attribute("scalar").shape == [])
         #expect(try file.root.attribute("scalar").read(as: Int64.self) == [42])
-        #expect(Set(file.root.attributeNames) == ["single", "list", "numbers", "scalar"])
-        #expect(file.root.hasAttribute("missing") == false)
+        #expect(Set(try file.root.attributeNames) == ["single", "list", "numbers", "scalar"])
+        #expect(try file.root.hasAttribute("missing") == false)
     }
 
     @Test func fixedLengthStringsLoseTheirPadding() throws {
@@ -99,9 +100,16 @@ final class ScratchFolder {
         #expect(throws: HDF5Error.self) { try HDF5File.open(path) }
         do { _ = try HDF5File.open(path) } catch let error as HDF5Error {
             #expect(error.path == path)
-            #expect(error.description.contains("not an HDF5 file"))
+            #expect(error.description == "\(path): cannot open file (not an HDF5 file)")
         }
-        #expect(throws: HDF5Error.self) { try HDF5File.open(scratch.path("missing.h5")) }
+        // The system's reason, not libhdf5's stack of driver errors.
+        let missing = scratch.path("missing.h5")
+        do {
+            _ = try HDF5File.open(missing)
+            Issue.record("expected an error")
+        } catch let error as HDF5Error {
+            #expect(error.description == "\(missing): cannot open file (No such file or directory)")
+        }
     }
 
     @Test func missingObjectsNameTheirPath() throws {
@@ -140,5 +148,94 @@ final class ScratchFolder {
         do { try HDF5File.create(path).root.setAttribute("s", string: "x") }
         let file = try HDF5File.open(path)
         #expect(throws: HDF5Error.self) { try file.root.attribute("s").read(as: Double.self) }
+    }
+}
+
+/// Declared sizes are checked before a read allocates (Sources/HDF5/Sizes.swift).
+@Suite struct HDF5SizeTests {
+    /// An empty HDF5 file with `body` run on its path.
+    func file(_ scratch: ScratchFolder, _ body: (String) throws -> Void) throws -> HDF5File {
+        let path = scratch.path("declared.h5")
+        do { _ = try HDF5File.create(path) }
+        try body(path)
+        return try HDF5File.open(path)
+    }
+
+    func readError(_ dataset: HDF5Dataset) -> String? {
+        do { _ = try dataset.read(as: Float.self) } catch let error as HDF5Error { return error.description } catch { return "\(error)" }
+        return nil
+    }
+
+    @Test func aShapeBeyondMemoryIsRefusedBeforeAllocating() throws {
+        let scratch = try ScratchFolder()
+        let file = try file(scratch) { try declareDataset(in: $0, at: "w", shape: [3, 1 << 40]) }
+        let dataset = try file.root.dataset("w")
+        #expect(dataset.elementCount == 3 << 40)
+        #expect(readError(dataset) == "\(file.path):/w: cannot read dataset (declares 3298534883328 float32 values (12.0 TiB), more than this machine's \(describeBytes(MachineMemory.bytes)) of memory)")
+        // Reading as bytes needs a quarter of the memory, still too much.
+        #expect(throws: HDF5Error.self) { try dataset.read(as: UInt8.self) }
+    }
+
+    @Test func aShapeTheFileNeverStoredIsRefused() throws {
+        let scratch = try ScratchFolder()
+        let file = try file(scratch) { path in
+            try declareDataset(in: path, at: "never", shape: [1 << 24])
+            try declareDataset(in: path, at: "partly", shape: [1 << 24], writtenElements: 1024)
+            try declareDataset(in: path, at: "compressed", shape: [1 << 24], deflate: true, writtenElements: 1024)
+        }
+        #expect(readError(try file.root.dataset("never")) == "\(file.path):/never: cannot read dataset (declares 16777216 float32 values (64.0 MiB) but the file stores none of them)")
+        #expect(readError(try file.root.dataset("partly")) == "\(file.path):/partly: cannot read dataset (declares 16777216 float32 values (64.0 MiB) but the file stores only 4.0 KiB for it)")
+        let compressed = try file.root.dataset("compressed")
+        let stored = compressed.storageSize
+        #expect(readError(compressed) == "\(file.path):/compressed: cannot read dataset (declares 16777216 float32 values (64.0 MiB) but its \(describeBytes(stored)) of compressed data inflate to at most \(describeBytes(stored * 1032)))")
+    }
+
+    @Test func aShapeWhoseElementCountOverflowsIsRefusedAtOpen() throws {
+        let scratch = try ScratchFolder()
+        let file = try file(scratch) { try declareDataset(in: $0, at: "x", shape: [1 << 32, 1 << 32, 1 << 32]) }
+        do {
+            _ = try file.root.dataset("x")
+            Issue.record("expected an error")
+        } catch let error as HDF5Error {
+            #expect(error.description == "\(file.path):/x: cannot read dataspace (shape (4294967296, 4294967296, 4294967296) has more elements than a 64-bit count holds)")
+        }
+    }
+
+    @Test func dataStoredOutsideTheFileIsRefused() throws {
+        let scratch = try ScratchFolder()
+        let outside = scratch.path("outside.raw")
+        try Data(count: 64).write(to: URL(fileURLWithPath: outside))
+        let file = try file(scratch) { try declareDataset(in: $0, at: "x", shape: [16], external: outside) }
+        #expect(readError(try file.root.dataset("x")) == "\(file.path):/x: cannot read dataset (its data lives outside this file (external storage), which gmtool does not follow)")
+    }
+
+    @Test func writtenDatasetsStillRead() throws {
+        let scratch = try ScratchFolder()
+        let path = scratch.path("ok.h5")
+        let values = (0..<5000).map { Float($0 % 7) }
+        do {
+            let root = try HDF5File.create(path).root
+            _ = try root.createDataset("plain", shape: [50, 100], values: values)
+            _ = try root.createDataset("packed", shape: [50, 100], values: values, storage: HDF5StorageOptions(deflateLevel: 9, shuffle: true))
+            _ = try root.createDataset("empty", shape: [0, 3], values: [Float]())
+        }
+        let root = try HDF5File.open(path).root
+        #expect(try root.dataset("plain").read(as: Float.self) == values)
+        #expect(try root.dataset("packed").read(as: Float.self) == values)
+        #expect(try root.dataset("empty").read(as: Float.self).isEmpty)
+    }
+
+    @Test func sizeArithmetic() {
+        #expect(checkedProduct([3, 3, 3, 1 << 40]) == 27 << 40)
+        #expect(checkedProduct([1 << 32, 1 << 32]) == nil)
+        #expect(checkedProduct([-1, 3]) == nil)
+        #expect(checkedProduct([]) == 1)
+        #expect(describeBytes(1) == "1 byte")
+        #expect(describeBytes(1023) == "1023 bytes")
+        #expect(describeBytes(22 * 1024 + 100) == "22.1 KiB")
+        #expect(describeBytes(16 << 40) == "16.0 TiB")
+        #expect(MachineMemory.problem(count: 1 << 62, elementSize: 4, noun: "float32 values")
+            == "declares 4611686018427387904 float32 values (more than 8.0 EiB), more than this machine's \(describeBytes(MachineMemory.bytes)) of memory")
+        #expect(MachineMemory.problem(count: 1000, elementSize: 4, noun: "float32 values") == nil)
     }
 }

@@ -79,13 +79,17 @@ func prunedCopy(_ name: String, fractions: [Double], masks: Bool, in scratch: Sc
         #expect(good.structureProblem() == nil)
         var unsorted = good
         unsorted.columnIndices = [2, 0, 1]
-        #expect(unsorted.structureProblem() != nil)
+        #expect(unsorted.structureProblem() == "row 0 has column 0 after 2: columns must increase")
         var decreasing = good
         decreasing.rowOffsets = [0, 3, 2]
-        #expect(decreasing.structureProblem() != nil)
+        #expect(decreasing.structureProblem() == "indptr ends at 2, not at the 3 stored entries")
+        decreasing.rowOffsets = [0, 4, 3]
+        #expect(decreasing.structureProblem() == "indptr decreases at row 1 (4 then 3)")
         var outOfRange = good
         outOfRange.columnIndices = [0, 3, 1]
-        #expect(outOfRange.structureProblem() != nil)
+        #expect(outOfRange.structureProblem() == "row 0 has column 3, outside 0..<3")
+        let wide = CSRMatrix(rows: 1, columns: 1 << 31, rowOffsets: [0, 0], columnIndices: [], values: [])
+        #expect(wide.structureProblem() == "its 2147483648 columns are more than 32-bit indices address")
     }
 
     @Test func bitmaskPackingMatchesNumPyPackbits() {
@@ -96,7 +100,8 @@ func prunedCopy(_ name: String, fractions: [Double], masks: Bool, in scratch: Sc
         // Pattern 100 010 001 -> bits 10001000 1(0000000): 0x88, 0x80.
         #expect(packed.bits == [0x88, 0x80])
         #expect(packed.values == [1, 2, 3])
-        #expect(shape.dense(bits: packed.bits, values: packed.values)?.kernel == kernel)
+        #expect(shape.bitmaskProblem(bits: packed.bits, valueCount: packed.values.count) == nil)
+        #expect(shape.dense(shape.matrix(bits: packed.bits, values: packed.values)) == kernel)
     }
 
     @Test func sparseFilesAreReadOnlyCheckpoints() throws {
