@@ -2,6 +2,7 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
+import Model
 import Network
 
 struct GradCommand: ParsableCommand {
@@ -35,7 +36,7 @@ struct GradCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try checkpoint.open()
+        let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
         let network = try dataOptions.network(model, for: dataset)
         let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet || json)
