@@ -42,17 +42,17 @@ let package = Package(
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
         .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib", "CTemporaries"]),
-        // The model in memory: every weight's values, mask and optimizer slots, saved through
-        // the checkpoint writer.
-        .target(name: "Model", dependencies: ["KerasCheckpoint"]),
+        // The model in memory (class Model): every weight's values, mask and optimizer slots,
+        // saved through the checkpoint writer.
+        .target(name: "ModelState", dependencies: ["KerasCheckpoint"]),
         // Forward/backward kernels over raw Float buffers (NHWC), BLAS for the GEMMs.
         .target(name: "NeuralKernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
-        // The Keras model as a graph of kernels: forward, backward, evaluation, gradients.
-        .target(name: "Network", dependencies: ["Model", "KerasCheckpoint", "NeuralKernels", "CIFAR"]),
+        // Runs a model: its Keras graph as kernels; forward, backward, evaluation, gradients (class Network).
+        .target(name: "Engine", dependencies: ["ModelState", "KerasCheckpoint", "NeuralKernels", "CIFAR"]),
         // The paper's rule, layer selection, target sparsity.
-        .target(name: "Pruning", dependencies: ["Model", "KerasCheckpoint"], swiftSettings: kernelSettings),
+        .target(name: "Pruning", dependencies: ["ModelState", "KerasCheckpoint"], swiftSettings: kernelSettings),
         // Training with the paper's pruning schedule: optimizers, the epoch loop, resumable state.
-        .target(name: "Training", dependencies: ["Network", "CIFAR", "Pruning", "Model", "KerasCheckpoint"]),
+        .target(name: "Training", dependencies: ["Engine", "CIFAR", "Pruning", "ModelState", "KerasCheckpoint"]),
         // The data side: the image-source protocols the engine consumes, and CIFAR-10 binary
         // batches streamed as scaled NHWC floats. Depends on nothing of the engine's.
         .target(name: "CIFAR"),
@@ -62,8 +62,8 @@ let package = Package(
             dependencies: [
                 "HDF5",
                 "KerasCheckpoint",
-                "Model",
-                "Network",
+                "ModelState",
+                "Engine",
                 "CIFAR",
                 "Pruning",
                 "Training",
@@ -71,13 +71,13 @@ let package = Package(
             ]
         ),
         // Kernel micro-benchmarks for benchmarks/bench.py.
-        .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "Model", "Pruning"]),
+        .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "Pruning"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "Model", "KerasCheckpoint", "HDF5", "CIFAR"]),
-        .testTarget(name: "PruningTests", dependencies: ["Pruning", "Model", "KerasCheckpoint"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Network", "Model", "KerasCheckpoint", "HDF5", "CIFAR"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelState", "KerasCheckpoint"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint"]),
     ]
 )

@@ -1,6 +1,6 @@
 import Foundation
 import KerasCheckpoint
-import Model
+import ModelState
 
 /// What to prune and with which thresholds.
 public struct PruningSettings: Sendable {

@@ -1,6 +1,6 @@
 import Foundation
 import KerasCheckpoint
-import Model
+import ModelState
 
 /// Learning rate as a function of the step (Keras' schedules).
 public enum LearningRateSchedule: Sendable, Equatable, Codable {

@@ -1,8 +1,8 @@
 import CIFAR
 import Foundation
-import Model
+import ModelState
 import KerasCheckpoint
-import Network
+import Engine
 import Pruning
 
 /// Everything that defines a training run (saved in the checkpoint so `--resume` can check it).

@@ -2,8 +2,8 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
-import Model
-import Network
+import ModelState
+import Engine
 
 /// The data flags shared by every command that reads images (eval, grad, prune, train).
 struct DataOptions: ParsableArguments {

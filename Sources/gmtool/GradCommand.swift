@@ -2,8 +2,8 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
-import Model
-import Network
+import ModelState
+import Engine
 
 struct GradCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import KerasCheckpoint
-import Model
+import ModelState
 
 /// The checkpoint argument and `--config`, shared by every command that reads a model.
 struct CheckpointOptions: ParsableArguments {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import KerasCheckpoint
-import Model
+import ModelState
 @testable import Pruning
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

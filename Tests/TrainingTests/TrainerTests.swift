@@ -2,9 +2,9 @@ import CIFAR
 import Foundation
 import HDF5
 import KerasCheckpoint
-import Model
+import ModelState
 import Testing
-@testable import Network
+@testable import Engine
 @testable import Training
 
 /// A tiny CIFAR-10 folder: data_batch_1..4 (24 images each) and data_batch_5 (16 images).

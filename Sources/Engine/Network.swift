@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import CIFAR
 import KerasCheckpoint
-import Model
+import ModelState
 import NeuralKernels
 
 /// The buffers of one chunk of a batch: one activation and one gradient buffer per node, im2col

@@ -1,9 +1,9 @@
 import Foundation
 import HDF5
 import KerasCheckpoint
-import Model
+import ModelState
 import Testing
-@testable import Network
+@testable import Engine
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("fixtures")

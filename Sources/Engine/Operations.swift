@@ -1,5 +1,5 @@
 import KerasCheckpoint
-import Model
+import ModelState
 import NeuralKernels
 
 /// What one operation sees during a pass: its inputs' activations, its output, and for the

@@ -1,8 +1,8 @@
 import Foundation
 import KerasCheckpoint
-import Model
+import ModelState
 import Testing
-@testable import Network
+@testable import Engine
 
 /// Results are the same bytes for any number of workers: the batch is cut into chunks by its
 /// size alone, and every sum over images runs per chunk, then over chunks in chunk order.

@@ -1,5 +1,5 @@
 import KerasCheckpoint
-import Model
+import ModelState
 import NeuralKernels
 
 /// One node of the computation: an operation, the nodes it reads, and its per-sample shape.
