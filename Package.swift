@@ -42,23 +42,28 @@ let package = Package(
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
         .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib", "CTemporaries"]),
+        // The model in memory (class Model): every weight's values, mask and optimizer slots,
+        // saved through the checkpoint writer.
+        .target(name: "ModelState", dependencies: ["KerasCheckpoint"]),
         // Forward/backward kernels over raw Float buffers (NHWC), BLAS for the GEMMs.
         .target(name: "NeuralKernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
-        // The Keras model as a graph of kernels: forward, backward, evaluation, gradients.
-        .target(name: "Network", dependencies: ["KerasCheckpoint", "NeuralKernels"]),
+        // Runs a model: its Keras graph as kernels; forward, backward, evaluation, gradients (class Network).
+        .target(name: "Engine", dependencies: ["ModelState", "KerasCheckpoint", "NeuralKernels", "CIFAR"]),
         // The paper's rule, layer selection, target sparsity.
-        .target(name: "Pruning", dependencies: ["KerasCheckpoint"], swiftSettings: kernelSettings),
+        .target(name: "Pruning", dependencies: ["ModelState", "KerasCheckpoint"], swiftSettings: kernelSettings),
         // Training with the paper's pruning schedule: optimizers, the epoch loop, resumable state.
-        .target(name: "Training", dependencies: ["Network", "CIFAR", "Pruning", "KerasCheckpoint"]),
-        // CIFAR-10 binary batches streamed as scaled NHWC floats.
-        .target(name: "CIFAR", dependencies: ["Network"]),
+        .target(name: "Training", dependencies: ["Engine", "CIFAR", "Pruning", "ModelState", "KerasCheckpoint"]),
+        // The data side: the image-source protocols the engine consumes, and CIFAR-10 binary
+        // batches streamed as scaled NHWC floats. Depends on nothing of the engine's.
+        .target(name: "CIFAR"),
         // The command-line tool.
         .executableTarget(
             name: "gmtool",
             dependencies: [
                 "HDF5",
                 "KerasCheckpoint",
-                "Network",
+                "ModelState",
+                "Engine",
                 "CIFAR",
                 "Pruning",
                 "Training",
@@ -72,9 +77,9 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "MalformedFiles"]),
         .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5", "MalformedFiles", "CZlib"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
-        .testTarget(name: "PruningTests", dependencies: ["Pruning", "KerasCheckpoint"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Network", "KerasCheckpoint", "HDF5", "CIFAR"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelState", "KerasCheckpoint"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "MalformedFiles"]),
     ]
 )

@@ -1,5 +1,4 @@
 import Foundation
-import Network
 
 /// How pixel bytes become model inputs; checkpoints differ, so this is the user's choice.
 public enum InputScaling: Sendable, Equatable, CustomStringConvertible {
@@ -70,6 +69,7 @@ public struct CIFARDataset: ImageBatchSource {
     public let files: [(path: String, records: Int)]
     public let count: Int
     public let scaling: InputScaling
+    public var sourceFiles: [String] { files.map(\.path) }
     private let table: [[Float]]
 
     /// `paths` are .bin files or folders; a folder stands for `split`'s files inside it.

@@ -2,7 +2,7 @@ import Foundation
 
 /// A CIFAR-10 split held in memory for training: random-order batches, with the standard CIFAR
 /// augmentation (4-pixel reflect padding + random 32x32 crop, random horizontal flip).
-public struct CIFARTrainingSet: Sendable {
+public struct CIFARTrainingSet: TrainingImageSource, Sendable {
     public let count: Int
     private let pixels: [UInt8]   // count x 3072, channel planes as in the file
     public let labels: [Int32]
@@ -34,6 +34,9 @@ public struct CIFARTrainingSet: Sendable {
         table = dataset.scaling.table(channels: 3)
         files = dataset.files.map(\.path)
     }
+
+    public var sourceFiles: [String] { files }
+    public var imageFloats: Int { 3072 }
 
     /// Fills NHWC floats and labels for the images at `indices`. With `augment`, each image is
     /// cropped from its 4-pixel reflect-padded version at a random offset and flipped with

@@ -367,6 +367,17 @@ public final class Checkpoint {
         return try readValues(dataset, as: UInt8.self)
     }
 
+    /// The string attributes of `weight`'s mask dataset (the pruning step's beta, gamma and counts
+    /// for this kernel), empty when it has none.
+    public func maskAttributes(for weight: CheckpointWeight) throws -> [String: String] {
+        let maskPath = Self.maskPath(for: weight)
+        guard layout != .sparseExport, file.root.kind(of: maskPath) == .dataset else { return [:] }
+        let dataset = try file.root.dataset(maskPath)
+        var result: [String: String] = [:]
+        for name in try dataset.attributeNames { result[name] = try Self.readString(dataset, name, path) }
+        return result
+    }
+
     /// A float32 dataset of gmtool's own (see `CheckpointEdits.extraDatasets`), or nil.
     public func extraDataset(_ path: String) throws -> [Float]? {
         guard file.root.kind(of: path) == .dataset else { return nil }

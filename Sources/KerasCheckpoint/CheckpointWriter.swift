@@ -5,9 +5,12 @@ import HDF5
 /// provenance attributes for the mask group. Everything else in the file is carried over as is.
 public struct CheckpointEdits {
     public var weights: [CheckpointWeight: [Float]] = [:]
-    public var masks: [CheckpointWeight: [UInt8]] = [:]
+    public var masks: [CheckpointWeight: Mask] = [:]
     /// Written as string attributes of the `/gmtool_masks` group.
     public var maskAttributes: [String: String] = [:]
+    /// Written as string attributes of each weight's mask dataset (the thresholds and counts of
+    /// the pruning that made it).
+    public var maskDatasetAttributes: [CheckpointWeight: [String: String]] = [:]
     /// Other float32 datasets of gmtool's own (e.g. optimizer state under `/gmtool_training`),
     /// absolute paths; an existing dataset there is replaced.
     public var extraDatasets: [(path: String, shape: [Int], values: [Float])] = []
@@ -187,16 +190,18 @@ extension Checkpoint {
                 for (weight, mask) in edits.masks.sorted(by: { $0.key.datasetPath < $1.key.datasetPath }) {
                     precondition(mask.count == weight.elementCount, "mask for \(weight.datasetPath) has the wrong size")
                     let relative = String(weight.datasetPath.dropFirst())
-                    if group.kind(of: relative) == .dataset {
-                        let dataset = try group.dataset(relative)
-                        if dataset.shape == weight.shape {
-                            try dataset.write(mask)
-                            continue
-                        }
-                        try group.removeLink(relative)
+                    let dataset: HDF5Dataset
+                    if group.kind(of: relative) == .dataset, try group.dataset(relative).shape == weight.shape {
+                        dataset = try group.dataset(relative)
+                        try dataset.write(mask.bits)
+                    } else {
+                        if group.kind(of: relative) == .dataset { try group.removeLink(relative) }
+                        dataset = try group.createDataset(relative, shape: weight.shape, values: mask.bits,
+                                                          storage: HDF5StorageOptions(deflateLevel: 4, shuffle: false))
                     }
-                    _ = try group.createDataset(relative, shape: weight.shape, values: mask,
-                                                storage: HDF5StorageOptions(deflateLevel: 4, shuffle: false))
+                    for (key, value) in (edits.maskDatasetAttributes[weight] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                        try dataset.setAttribute(key, string: value)
+                    }
                 }
             }
             for (path, shape, values) in edits.extraDatasets {

@@ -16,13 +16,16 @@ public struct WeightStatistics: Codable, Sendable {
     public var prunable: Bool
     /// Entries whose mask bit is 0, when the checkpoint carries a gmtool mask for this weight.
     public var masked: Int?
+    /// How the last pruning step treated this kernel (beta, gamma, pruned_now, pruned_total), when
+    /// its mask records it.
+    public var pruning: [String: String]?
     /// A prunable kernel whose every value is zero: the layer is dead (biases that are still at
     /// their zero initialisation are not flagged).
     public var allZero: Bool
 
     enum CodingKeys: String, CodingKey {
         case layer, layerType = "layer_type", weight, role, shape, parameters, nonzero, sparsity, bytes, trainable
-        case prunable, masked, allZero = "all_zero"
+        case prunable, masked, pruning, allZero = "all_zero"
     }
 }
 
@@ -68,7 +71,8 @@ extension Checkpoint {
                 role: weight.role.description, shape: weight.shape, parameters: count, nonzero: nonzero,
                 sparsity: count == 0 ? 0 : Double(count - nonzero) / Double(count),
                 bytes: count * elementBytes(weight), trainable: weight.trainable, prunable: weight.prunable,
-                masked: masked, allZero: weight.prunable && count > 0 && nonzero == 0))
+                masked: masked, pruning: try maskAttributes(for: weight).nilIfEmpty,
+                allZero: weight.prunable && count > 0 && nonzero == 0))
         }
         let total = rows.reduce(0) { $0 + $1.parameters }
         let trainable = rows.filter(\.trainable).reduce(0) { $0 + $1.parameters }
@@ -110,4 +114,8 @@ extension Checkpoint {
               case .float(let bits) = dataset.elementType else { return 4 }
         return bits / 8
     }
+}
+
+extension Dictionary {
+    var nilIfEmpty: Self? { isEmpty ? nil : self }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import KerasCheckpoint
+import ModelState
 
 /// What to prune and with which thresholds.
 public struct PruningSettings: Sendable {
@@ -27,22 +28,46 @@ public struct PruningTarget: Sendable {
     public var gamma: Float
 }
 
-/// One weight's outcome.
+/// One kernel's outcome of a pruning step.
 public struct WeightPruning: Codable, Sendable {
     public var layer: String
     public var weight: String
     public var role: String
     public var parameters: Int
     public var nonzeroBefore: Int
+    /// Mask bits this step turned from 1 to 0.
     public var prunedNow: Int
+    /// Mask bits that are 0 after the step (this step's and every earlier one's).
+    public var prunedTotal: Int
     public var nonzeroAfter: Int
     public var sparsity: Double
+    /// The thresholds actually used for this kernel (per-layer and target-sparsity choices
+    /// included).
     public var beta: Float
     public var gamma: Float
 
     enum CodingKeys: String, CodingKey {
         case layer, weight, role, parameters, nonzeroBefore = "nonzero_before", prunedNow = "pruned_now"
-        case nonzeroAfter = "nonzero_after", sparsity, beta, gamma
+        case prunedTotal = "pruned_total", nonzeroAfter = "nonzero_after", sparsity, beta, gamma
+    }
+
+    /// What the checkpoint writer stores on this kernel's mask dataset.
+    public var maskAttributes: [String: String] {
+        ["beta": String(beta), "gamma": gamma.isFinite ? String(gamma) : "inf", "pruned_now": String(prunedNow),
+         "pruned_total": String(prunedTotal)]
+    }
+}
+
+/// What one pruning step did, kernel by kernel.
+public struct PruningReport: Sendable {
+    public var kernels: [(weight: CheckpointWeight, result: WeightPruning)]
+    public var prunedNow: Int { kernels.reduce(0) { $0 + $1.result.prunedNow } }
+    /// Non-zero values the step removed (weights pruned now, and masked weights that were not
+    /// yet zero).
+    public var removed: Int { kernels.reduce(0) { $0 + $1.result.nonzeroBefore - $1.result.nonzeroAfter } }
+    /// Per-kernel attributes for `Model.save`.
+    public var maskAttributes: [CheckpointWeight: [String: String]] {
+        Dictionary(uniqueKeysWithValues: kernels.map { ($0.weight, $0.result.maskAttributes) })
     }
 }
 
@@ -87,81 +112,134 @@ extension PruningSettings {
     }
 }
 
-/// The pruned state of one weight: values and mask after the rule.
-public struct PrunedWeight {
-    public var target: PruningTarget
-    public var values: [Float]
-    public var mask: [UInt8]
-    public var report: WeightPruning
-}
-
-/// Applies the rule to every target. `gradients` holds dC/dw per target weight; existing masks
-/// in the checkpoint are honoured (their zero bits stay zero, their weights exactly zero).
-public func prune(_ checkpoint: Checkpoint, targets: [PruningTarget],
-                  gradients: [CheckpointWeight: [Float]]) throws -> [PrunedWeight] {
-    var values: [UnsafeMutableBufferPointer<Float>] = []
-    var masks: [UnsafeMutableBufferPointer<UInt8>] = []
-    var gradientCopies: [UnsafeMutableBufferPointer<Float>] = []
-    defer { (values + gradientCopies).forEach { $0.deallocate() }; masks.forEach { $0.deallocate() } }
-    var jobs: [PruningJob] = []
-    var nonzeroBefore: [Int] = []
+/// One pruning step, the paper's Algorithm 1: for every target, where its mask bit is 1,
+/// |w| < beta and |dC/dw| < gamma, w = 0 and the bit = 0; weights whose bit was already 0 are
+/// forced to exactly 0. Changes the model in place (values and masks; masks only lose bits) and
+/// reports, per kernel, the thresholds used and what was pruned. `gradients` holds dC/dw per
+/// target weight; a target whose gamma is infinite needs none (any finite |g| passes).
+public func prune(_ model: Model, targets: [PruningTarget], gradients: [CheckpointWeight: [Float]]) throws -> PruningReport {
+    var parameters: [Parameter] = []
     for target in targets {
-        let weight = target.weight
-        let read = try checkpoint.read(weight)
-        guard let gradient = gradients[weight], gradient.count == read.count else {
-            throw PruningError("no gradient for \(weight.datasetPath)")
+        guard let parameter = model.parameter(for: target.weight) else {
+            throw PruningError("\(target.weight.datasetPath) is not a weight of \(model.path)")
         }
-        let v = UnsafeMutableBufferPointer<Float>.allocate(capacity: read.count)
-        _ = v.initialize(from: read)
-        values.append(v)
-        let m = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: read.count)
-        _ = m.initialize(from: try checkpoint.mask(for: weight) ?? [UInt8](repeating: 1, count: read.count))
-        masks.append(m)
-        nonzeroBefore.append(read.reduce(0) { $0 + ($1 != 0 ? 1 : 0) })
-        // Stable storage for the threads (an array's buffer pointer must not escape its closure).
-        let g = UnsafeMutableBufferPointer<Float>.allocate(capacity: gradient.count)
-        _ = g.initialize(from: gradient)
-        gradientCopies.append(g)
-        jobs.append(PruningJob(weights: v.baseAddress!, gradients: g.baseAddress!, mask: m.baseAddress!, count: read.count,
-                               beta: target.beta, gamma: target.gamma))
+        if target.gamma.isFinite {
+            guard let gradient = gradients[target.weight] else { throw PruningError("no gradient for \(target.weight.datasetPath)") }
+            guard gradient.count == target.weight.elementCount else {
+                throw PruningError("the gradient for \(target.weight.datasetPath) has \(gradient.count) values, the weight \(target.weight.elementCount)")
+            }
+        }
+        parameters.append(parameter)
     }
-    let pruned = applyPruningRule(to: jobs)
-    return targets.indices.map { index in
+    let nonzeroBefore = parameters.map(\.nonzeroCount)
+    // Stable storage for the kernel's threads (an array's buffer must not escape its closure).
+    let masks = parameters.map { parameter -> UnsafeMutableBufferPointer<UInt8> in
+        let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, parameter.weight.elementCount))
+        _ = buffer.initialize(from: parameter.mask?.bits ?? [UInt8](repeating: 1, count: parameter.weight.elementCount))
+        return buffer
+    }
+    let gradientCopies = targets.map { target -> UnsafeMutableBufferPointer<Float> in
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, target.weight.elementCount))
+        _ = buffer.initialize(from: gradients[target.weight] ?? [Float](repeating: 0, count: target.weight.elementCount))
+        return buffer
+    }
+    defer { masks.forEach { $0.deallocate() }; gradientCopies.forEach { $0.deallocate() } }
+    let pruned = Parameter.update(parameters) { values in
+        applyPruningRule(to: targets.indices.map { index in
+            PruningJob(weights: values[index].baseAddress!, gradients: gradientCopies[index].baseAddress!, mask: masks[index].baseAddress!,
+                       count: values[index].count, beta: targets[index].beta, gamma: targets[index].gamma)
+        })
+    }
+    var kernels: [(CheckpointWeight, WeightPruning)] = []
+    for (index, parameter) in parameters.enumerated() {
         let target = targets[index], weight = target.weight
-        let after = Array(values[index]), mask = Array(masks[index])
-        let nonzeroAfter = after.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-        let report = WeightPruning(
-            layer: weight.layerName, weight: weight.name, role: weight.role.description, parameters: after.count,
-            nonzeroBefore: nonzeroBefore[index], prunedNow: pruned[index], nonzeroAfter: nonzeroAfter,
-            sparsity: after.isEmpty ? 0 : 1 - Double(nonzeroAfter) / Double(after.count),
-            beta: target.beta, gamma: target.gamma)
-        return PrunedWeight(target: target, values: after, mask: mask, report: report)
+        let mask = Mask(Array(masks[index].prefix(weight.elementCount)))
+        parameter.setMask(mask)
+        let nonzeroAfter = parameter.nonzeroCount
+        kernels.append((weight, WeightPruning(
+            layer: weight.layerName, weight: weight.name, role: weight.role.description, parameters: weight.elementCount,
+            nonzeroBefore: nonzeroBefore[index], prunedNow: pruned[index], prunedTotal: mask.prunedCount, nonzeroAfter: nonzeroAfter,
+            sparsity: weight.elementCount == 0 ? 0 : 1 - Double(nonzeroAfter) / Double(weight.elementCount),
+            beta: target.beta, gamma: target.gamma)))
     }
+    return PruningReport(kernels: kernels)
 }
 
-/// The beta that, with the given gamma, brings the model's overall sparsity (zero parameters over
-/// all parameters) to at least `target`: the smallest float above the k-th smallest |w| among
-/// the weights the rule may still prune, k being how many more zeros are needed. Ties at that
-/// magnitude may prune a few more. Throws when even beta = infinity cannot reach the target.
-public func betaForTargetSparsity(
-    _ checkpoint: Checkpoint, targets: [PruningTarget], gradients: [CheckpointWeight: [Float]],
-    gamma: Float, target: Double, totalParameters: Int, zerosNow: Int
-) throws -> Float {
+/// The one beta that brings the model's overall sparsity (zero parameters over all
+/// parameters) to at least `target` when every target keeps its own gamma: the smallest float
+/// above the k-th smallest |w| among the weights the rule may still prune (mask bit 1, w != 0,
+/// |g| below that target's gamma), k being how many more zeros are needed. Weights tied at that
+/// magnitude are pruned together, so the result overshoots by at most that tie group. A partial
+/// selection finds the k-th value in linear time. Throws when even beta = infinity cannot reach
+/// the target.
+public func betaForTargetSparsity(_ model: Model, targets: [PruningTarget], gradients: [CheckpointWeight: [Float]],
+                                  target: Double, totalParameters: Int, zerosNow: Int) throws -> Float {
     let needed = Int((target * Double(totalParameters)).rounded(.up)) - zerosNow
     if needed <= 0 { return 0 }
     var candidates: [Float] = []
     for t in targets {
-        let values = try checkpoint.read(t.weight)
-        let mask = try checkpoint.mask(for: t.weight)
-        guard let gradient = gradients[t.weight] else { continue }
-        for i in values.indices where values[i] != 0 && (mask?[i] ?? 1) != 0 && abs(gradient[i]) < gamma && !values[i].isNaN {
+        guard let parameter = model.parameter(for: t.weight) else { continue }
+        let values = parameter.values, mask = parameter.mask
+        let gradient = gradients[t.weight]
+        guard gradient != nil || !t.gamma.isFinite else { continue }
+        for i in values.indices where values[i] != 0 && (mask?[i] ?? true) && !values[i].isNaN {
+            if let gradient, !(abs(gradient[i]) < t.gamma) { continue }
             candidates.append(abs(values[i]))
         }
     }
     guard needed <= candidates.count else {
         let best = Double(zerosNow + candidates.count) / Double(max(1, totalParameters))
-        throw PruningError(String(format: "sparsity %.4f is out of reach with gamma %g: at most %.4f of all parameters can be zero", target, Double(gamma), best))
+        let gammas = Set(targets.map(\.gamma)).sorted().map { $0.isFinite ? String(format: "%g", Double($0)) : "inf" }
+        throw PruningError("sparsity \(target) is out of reach with gamma \(gammas.joined(separator: ", ")): at most \(String(format: "%.6f", best)) of all parameters can be zero")
     }
-    candidates.sort()
-    return candidates[needed - 1].nextUp
+    return kthSmallest(&candidates, needed - 1).nextUp
+}
+
+/// The value that would be at `k` if `values` were sorted (quickselect with a median-of-three
+/// pivot and a fixed order, so the result and the work are the same every run). Reorders `values`.
+func kthSmallest(_ values: inout [Float], _ k: Int) -> Float {
+    precondition(k >= 0 && k < values.count)
+    var low = 0, high = values.count - 1
+    return values.withUnsafeMutableBufferPointer { v in
+        while low < high {
+            let middle = low + (high - low) / 2
+            // Median of three as the pivot.
+            if v[middle] < v[low] { v.swapAt(middle, low) }
+            if v[high] < v[low] { v.swapAt(high, low) }
+            if v[high] < v[middle] { v.swapAt(high, middle) }
+            let pivot = v[middle]
+            // Hoare partition.
+            var i = low, j = high
+            while i <= j {
+                while v[i] < pivot { i += 1 }
+                while v[j] > pivot { j -= 1 }
+                if i <= j { v.swapAt(i, j); i += 1; j -= 1 }
+            }
+            if k <= j { high = j } else if k >= i { low = i } else { return v[k] }
+        }
+        return v[k]
+    }
+}
+
+/// The targets with their betas chosen to reach `sparsity` (zeros over parameters) when each
+/// keeps its own gamma: one beta for the whole model, or with `perKernel` one per kernel, each
+/// kernel reaching the sparsity on its own.
+public func targetsForSparsity(_ model: Model, targets: [PruningTarget], gradients: [CheckpointWeight: [Float]],
+                               sparsity: Double, perKernel: Bool) throws -> [PruningTarget] {
+    var chosen = targets
+    if perKernel {
+        for index in chosen.indices {
+            let weight = chosen[index].weight
+            guard let parameter = model.parameter(for: weight) else { continue }
+            chosen[index].beta = try betaForTargetSparsity(model, targets: [chosen[index]], gradients: gradients, target: sparsity,
+                                                           totalParameters: weight.elementCount,
+                                                           zerosNow: weight.elementCount - parameter.nonzeroCount)
+        }
+    } else {
+        let beta = try betaForTargetSparsity(model, targets: targets, gradients: gradients, target: sparsity,
+                                             totalParameters: model.totalParameters,
+                                             zerosNow: model.totalParameters - model.nonzeroParameters)
+        for index in chosen.indices { chosen[index].beta = beta }
+    }
+    return chosen
 }

@@ -1,6 +1,6 @@
 import Foundation
 import KerasCheckpoint
-import Network
+import ModelState
 
 /// Learning rate as a function of the step (Keras' schedules).
 public enum LearningRateSchedule: Sendable, Equatable, Codable {
@@ -42,78 +42,53 @@ public struct OptimizerSettings: Sendable, Equatable, Codable {
     }
 }
 
-/// SGD (with momentum, Nesterov) or Adam over the network's trainable parameters, with the
-/// pruning masks applied to the gradients before the update and to the weights and the
-/// optimizer's slots after it, so momentum or weight decay can never revive a pruned weight.
-/// Slots live in one allocation per parameter and are updated in place.
+/// SGD (with momentum, Nesterov) or Adam over a model's trainable parameters. The slots
+/// (momentum, Adam's m and v) belong to the parameters (`Parameter.slot`), so the model holds
+/// the whole training state; the optimizer holds its settings and the step count. Each
+/// parameter's pruning mask is applied to its gradient before the update and to the weight and
+/// slots after it, so momentum or weight decay can never revive a pruned weight.
 public final class Optimizer {
     public let settings: OptimizerSettings
     /// Steps taken so far (Keras' `iterations`).
     public private(set) var iterations: Int
-    /// First slot (momentum or Adam's m) and second slot (Adam's v), by dataset path.
-    private var firstSlots: [String: UnsafeMutableBufferPointer<Float>] = [:]
-    private var secondSlots: [String: UnsafeMutableBufferPointer<Float>] = [:]
 
     public init(settings: OptimizerSettings, iterations: Int = 0) {
         self.settings = settings
         self.iterations = iterations
     }
 
-    deinit {
-        firstSlots.values.forEach { $0.deallocate() }
-        secondSlots.values.forEach { $0.deallocate() }
-    }
-
     /// Whether the optimizer keeps a first slot (momentum, Adam's m) and a second (Adam's v).
-    var usesFirstSlot: Bool {
+    public var usesFirstSlot: Bool {
         switch settings.kind {
         case .sgd(let momentum, _): return momentum != 0
         case .adam: return true
         }
     }
-    var usesSecondSlot: Bool { if case .adam = settings.kind { return true } else { return false } }
+    public var usesSecondSlot: Bool { if case .adam = settings.kind { return true } else { return false } }
 
-    private func slot(_ table: inout [String: UnsafeMutableBufferPointer<Float>], _ key: String, _ count: Int) -> UnsafeMutableBufferPointer<Float> {
-        if let existing = table[key] { return existing }
-        let fresh = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
-        fresh.initialize(repeating: 0)
-        table[key] = fresh
-        return fresh
-    }
-
-    /// Slot values for saving (`first` is momentum / m, `second` Adam's v).
-    public func slots(for key: String) -> (first: [Float]?, second: [Float]?) {
-        (firstSlots[key].map(Array.init), secondSlots[key].map(Array.init))
-    }
-
-    /// Restores saved slots.
-    public func restore(iterations: Int, first: [String: [Float]], second: [String: [Float]]) {
-        self.iterations = iterations
-        for (key, values) in first { _ = slot(&firstSlots, key, values.count).update(fromContentsOf: values) }
-        for (key, values) in second { _ = slot(&secondSlots, key, values.count).update(fromContentsOf: values) }
-    }
+    /// Continues a saved run (its slots are restored into the parameters).
+    public func restore(iterations: Int) { self.iterations = iterations }
 
     public var currentLearningRate: Double { settings.schedule.rate(settings.learningRate, step: iterations) }
 
-    /// One step. `gradients[i]` points at dC/dw of `parameters[i]` (it is masked in place);
-    /// `masks` (by dataset path) are the pruning masks.
-    public func step(_ parameters: [Parameter], gradients: [UnsafeMutablePointer<Float>], masks: [String: [UInt8]]) {
+    /// One step. `gradients[i]` points at dC/dw of `parameters[i]` (it is masked in place).
+    public func step(_ parameters: [Parameter], gradients: [UnsafeMutablePointer<Float>]) {
         let lr = Float(currentLearningRate)
         let t = Float(iterations + 1)
         // Slots are created here, on one thread, before the parallel update.
-        let jobs = parameters.indices.map { index -> (Parameter, UnsafeMutablePointer<Float>, UnsafeMutableBufferPointer<Float>?, UnsafeMutableBufferPointer<Float>?, [UInt8]?) in
-            let p = parameters[index], key = p.weight.datasetPath, count = p.weight.elementCount
-            return (p, gradients[index], usesFirstSlot ? slot(&firstSlots, key, count) : nil,
-                    usesSecondSlot ? slot(&secondSlots, key, count) : nil, masks[key])
-        }
+        nonisolated(unsafe) let first = parameters.map { usesFirstSlot ? $0.slot(0) : nil }
+        nonisolated(unsafe) let second = parameters.map { usesSecondSlot ? $0.slot(1) : nil }
+        let masks = parameters.map(\.mask)
         let settings = self.settings
-        nonisolated(unsafe) let work = jobs
-        // Parameters are independent: split them over the cores.
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, jobs.count))
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for index in stride(from: worker, to: work.count, by: workers) {
-                let (parameter, g, first, second, mask) = work[index]
-                Self.update(parameter.values, g, first, second, mask, settings: settings, lr: lr, t: t)
+        nonisolated(unsafe) let gradients = gradients
+        Parameter.update(parameters) { values in
+            nonisolated(unsafe) let values = values
+            // Parameters are independent: split them over the cores.
+            let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, parameters.count))
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for index in stride(from: worker, to: values.count, by: workers) {
+                    Self.update(values[index], gradients[index], first[index], second[index], masks[index], settings: settings, lr: lr, t: t)
+                }
             }
         }
         iterations += 1
@@ -121,9 +96,9 @@ public final class Optimizer {
 
     private static func update(_ w: UnsafeMutableBufferPointer<Float>, _ g: UnsafeMutablePointer<Float>,
                                _ first: UnsafeMutableBufferPointer<Float>?, _ second: UnsafeMutableBufferPointer<Float>?,
-                               _ mask: [UInt8]?, settings: OptimizerSettings, lr: Float, t: Float) {
+                               _ mask: Mask?, settings: OptimizerSettings, lr: Float, t: Float) {
         let count = w.count
-        if let mask { for i in 0..<count where mask[i] == 0 { g[i] = 0 } }
+        if let mask { for i in 0..<count where !mask[i] { g[i] = 0 } }
         if settings.weightDecay != 0 {
             let decay = settings.weightDecay * lr
             for i in 0..<count { w[i] -= w[i] * decay }
@@ -148,19 +123,11 @@ public final class Optimizer {
             }
         }
         if let mask {
-            for i in 0..<count where mask[i] == 0 {
+            for i in 0..<count where !mask[i] {
                 w[i] = 0
                 first?[i] = 0
                 second?[i] = 0
             }
-        }
-    }
-
-    /// Zeroes the slots where a mask is 0 (after a pruning step).
-    public func applyMasks(_ masks: [String: [UInt8]]) {
-        for (key, mask) in masks {
-            if let m = firstSlots[key] { for i in m.indices where mask[i] == 0 { m[i] = 0 } }
-            if let v = secondSlots[key] { for i in v.indices where mask[i] == 0 { v[i] = 0 } }
         }
     }
 }

@@ -1,7 +1,8 @@
 import CIFAR
 import Foundation
+import ModelState
 import KerasCheckpoint
-import Network
+import Engine
 import Pruning
 
 /// Everything that defines a training run (saved in the checkpoint so `--resume` can check it).
@@ -76,35 +77,34 @@ public struct TrainingError: Error, CustomStringConvertible, Sendable {
 
 private let stateGroup = "/gmtool_training"
 
-/// Trains a network on CIFAR-10 with the paper's pruning schedule, writing a Keras checkpoint
-/// with masks and the full training state (optimizer slots, epoch, log) after every epoch.
+/// Trains a model with the paper's pruning schedule, writing a Keras checkpoint with masks and
+/// the full training state (optimizer slots, epoch, log) after every epoch. The model (through
+/// `network.model`) holds the weights, masks and slots; pruning is the same `prune` step that
+/// `gmtool prune` runs.
 public final class Trainer {
     public let settings: TrainingSettings
     let source: Checkpoint
     let network: Network
-    let training: CIFARTrainingSet
-    let validation: CIFARDataset
+    let model: Model
+    let training: TrainingImageSource
+    let validation: ImageBatchSource
     let optimizer: Optimizer
-    /// Current masks of the prunable kernels, by dataset path.
-    public private(set) var masks: [String: [UInt8]] = [:]
     public private(set) var history: [EpochRecord] = []
-    let totalParameters: Int
     let trainable: [Parameter]
+    /// The last pruning step of this run, for the masks' attributes.
+    private var lastPruning: PruningReport?
 
-    /// `source` is the checkpoint the run starts from (or, to resume, the run's own output).
-    public init(source: Checkpoint, network: Network, training: CIFARTrainingSet, validation: CIFARDataset,
+    /// `network.model` is where the run starts from (or, to resume, the run's own output).
+    public init(network: Network, training: TrainingImageSource, validation: ImageBatchSource,
                 settings: TrainingSettings, resume: Bool) throws {
-        self.source = source
         self.network = network
+        model = network.model
+        source = network.model.checkpoint
         self.training = training
         self.validation = validation
         self.settings = settings
         optimizer = Optimizer(settings: settings.optimizer)
         trainable = network.trainableParameters
-        totalParameters = network.parameters.reduce(0) { $0 + $1.weight.elementCount }
-        for parameter in network.parameters where parameter.weight.prunable {
-            if let mask = try source.mask(for: parameter.weight) { masks[parameter.weight.datasetPath] = mask }
-        }
         if resume { try restoreState() }
     }
 
@@ -140,21 +140,23 @@ public final class Trainer {
             throw TrainingError("\(file): \(stateGroup) attribute history lists \(log.count) epoch(s) but completed_epochs is \(epochs); the training state is damaged")
         }
         // Slots exist for every trainable weight once a step has been taken.
-        var first: [String: [Float]] = [:], second: [String: [Float]] = [:]
+        var restored: [(Parameter, Int, [Float])] = []
         for parameter in trainable where iterations > 0 {
             let key = parameter.weight.datasetPath
-            for (name, used) in [("slot1", optimizer.usesFirstSlot), ("slot2", optimizer.usesSecondSlot)] where used {
-                let path = "\(stateGroup)/\(name)\(key)"
+            for (slot, used) in [(0, optimizer.usesFirstSlot), (1, optimizer.usesSecondSlot)] where used {
+                let path = "\(stateGroup)/slot\(slot + 1)\(key)"
                 guard let values = try source.extraDataset(path) else {
                     throw TrainingError("\(file): \(path) is missing; resume needs the optimizer state of every trainable weight")
                 }
                 guard values.count == parameter.weight.elementCount else {
                     throw TrainingError("\(file): \(path) holds \(values.count) values, the weight has \(parameter.weight.elementCount); the training state is damaged")
                 }
-                if name == "slot1" { first[key] = values } else { second[key] = values }
+                restored.append((parameter, slot, values))
             }
         }
-        optimizer.restore(iterations: iterations, first: first, second: second)
+        // Only once everything has been read and checked.
+        for (parameter, slot, values) in restored { _ = parameter.slot(slot).update(fromContentsOf: values) }
+        optimizer.restore(iterations: iterations)
         history = log
     }
 
@@ -168,7 +170,7 @@ public final class Trainer {
                     epochDone: (EpochRecord) throws -> Void = { _ in }, log: (String) -> Void = { _ in }) throws {
         let batch = settings.batchSize
         try network.checkMemory(batch: min(batch, training.count), gradients: true)
-        var images = [Float](repeating: 0, count: min(batch, training.count) * 3072)
+        var images = [Float](repeating: 0, count: min(batch, training.count) * training.imageFloats)
         var labels = [Int32](repeating: 0, count: min(batch, training.count))
         while completedEpochs < settings.epochs {
             let epoch = completedEpochs + 1
@@ -197,9 +199,8 @@ public final class Trainer {
                 }
                 totals = totals + result
                 network.withMeanGradients(imageCount: indices.count) { gradients in
-                    optimizer.step(trainable, gradients: gradients, masks: masks)
+                    optimizer.step(trainable, gradients: gradients)
                 }
-                network.parametersChanged()
                 progress(epoch, min(offset + batch, order.count), order.count)
             }
             let trainSeconds = Date().timeIntervalSince(start)
@@ -219,7 +220,8 @@ public final class Trainer {
         }
     }
 
-    /// The rule with dC/dw over the validation split (inference-mode BatchNorm, as `prune`).
+    /// The paper's step with dC/dw over the validation split (inference-mode BatchNorm, as
+    /// `gmtool prune`).
     private func pruneNow(log: (String) -> Void) throws -> Int {
         guard let beta = settings.beta else { return 0 }
         var pruningSettings = PruningSettings(beta: beta, gamma: settings.gamma)
@@ -227,86 +229,43 @@ public final class Trainer {
         pruningSettings.exclude = settings.exclude
         pruningSettings.skipDepthwise = settings.skipDepthwise
         let targets = try pruningSettings.targets(in: source)
-        var gradients: [String: [Float]] = [:]
+        var gradients: [CheckpointWeight: [Float]] = [:]
         if settings.gamma.isFinite {
-            let data = settings.pruneImages.map { LimitedSource(base: validation, limit: $0) } ?? LimitedSource(base: validation, limit: validation.count)
-            for (weight, values) in try network.gradients(data, batchSize: 200).gradients { gradients[weight.datasetPath] = values }
+            let data = LimitedSource(base: validation, limit: settings.pruneImages ?? validation.count)
+            for (weight, values) in try network.gradients(data, batchSize: 200).gradients { gradients[weight] = values }
         }
-        var jobs: [PruningJob] = []
-        var buffers: [UnsafeMutableBufferPointer<UInt8>] = []
-        var gradientBuffers: [UnsafeMutableBufferPointer<Float>] = []
-        defer { buffers.forEach { $0.deallocate() }; gradientBuffers.forEach { $0.deallocate() } }
-        var touched: [(Parameter, Int)] = []
-        for target in targets {
-            guard let parameter = network.parameters.first(where: { $0.weight == target.weight }) else { continue }
-            let count = target.weight.elementCount
-            let mask = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count)
-            _ = mask.initialize(from: masks[target.weight.datasetPath] ?? [UInt8](repeating: 1, count: count))
-            let gradient = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
-            _ = gradient.initialize(from: gradients[target.weight.datasetPath] ?? [Float](repeating: 0, count: count))
-            buffers.append(mask)
-            gradientBuffers.append(gradient)
-            jobs.append(PruningJob(weights: parameter.pointer, gradients: gradient.baseAddress!, mask: mask.baseAddress!,
-                                   count: count, beta: target.beta, gamma: target.gamma))
-            touched.append((parameter, buffers.count - 1))
-        }
-        let pruned = applyPruningRule(to: jobs).reduce(0, +)
-        for (parameter, index) in touched { masks[parameter.weight.datasetPath] = Array(buffers[index]) }
-        optimizer.applyMasks(masks)
-        network.parametersChanged()
-        log("pruned \(pruned) weights (beta \(beta), gamma \(settings.gamma)); sparsity now \(String(format: "%.2f%%", sparsity() * 100))")
-        return pruned
+        let report = try prune(model, targets: targets, gradients: gradients)
+        lastPruning = report
+        log("pruned \(report.prunedNow) weights (beta \(beta), gamma \(settings.gamma)); sparsity now \(String(format: "%.2f%%", sparsity() * 100))")
+        return report.prunedNow
     }
 
-    public func sparsity() -> Double {
-        let zeros = network.parameters.reduce(0) { total, p in total + p.values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
-        return Double(zeros) / Double(max(1, totalParameters))
-    }
+    public func sparsity() -> Double { model.sparsity }
 
-    /// Writes the network's weights, the masks and the training state over `output`, atomically.
+    /// Writes the model (weights, masks) and the training state over `output`, atomically.
     public func save(to output: String) throws {
-        var edits = CheckpointEdits()
-        for parameter in network.parameters { edits.weights[parameter.weight] = Array(parameter.values) }
-        for parameter in network.parameters {
-            if let mask = masks[parameter.weight.datasetPath] { edits.masks[parameter.weight] = mask }
-        }
-        if !masks.isEmpty, let beta = settings.beta {
-            edits.maskAttributes = [
+        var extra = CheckpointEdits()
+        var pruning: [String: String] = [:]
+        if model.parameters.contains(where: { $0.mask != nil }), let beta = settings.beta {
+            pruning = [
                 "rule": "w = 0 and mask = 0 where |w| < beta and |dC/dw| < gamma and mask != 0, every delta epochs during training",
-                "beta": String(beta), "gamma": String(settings.gamma), "delta": String(settings.delta),
-                "gradient_data": validation.files.map(\.path).joined(separator: ","),
+                "beta": String(beta), "gamma": settings.gamma.isFinite ? String(settings.gamma) : "inf", "delta": String(settings.delta),
+                "gradient_data": validation.sourceFiles.joined(separator: ","),
             ]
         }
         for parameter in trainable {
             let key = parameter.weight.datasetPath
-            let (m, v) = optimizer.slots(for: key)
-            if let m { edits.extraDatasets.append(("\(stateGroup)/slot1\(key)", parameter.weight.shape, m)) }
-            if let v { edits.extraDatasets.append(("\(stateGroup)/slot2\(key)", parameter.weight.shape, v)) }
+            if let m = parameter.slotValues(0) { extra.extraDatasets.append(("\(stateGroup)/slot1\(key)", parameter.weight.shape, m)) }
+            if let v = parameter.slotValues(1) { extra.extraDatasets.append(("\(stateGroup)/slot2\(key)", parameter.weight.shape, v)) }
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        edits.extraAttributes[stateGroup] = [
+        extra.extraAttributes[stateGroup] = [
             "settings": String(decoding: try encoder.encode(settings), as: UTF8.self),
             "history": String(decoding: try encoder.encode(history), as: UTF8.self),
             "iterations": String(optimizer.iterations), "completed_epochs": String(completedEpochs),
         ]
-        try source.write(to: output, edits: edits)
-    }
-}
-
-/// The first `limit` images of a source.
-struct LimitedSource: ImageBatchSource {
-    let base: CIFARDataset
-    let limit: Int
-    var count: Int { min(limit, base.count) }
-    func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
-        var remaining = count
-        try base.forEachBatch(size: size) { images, labels, n in
-            guard remaining > 0 else { return }
-            let take = min(n, remaining)
-            remaining -= take
-            try body(images, labels, take)
-        }
+        try model.save(to: output, pruning: pruning, kernelAttributes: lastPruning?.maskAttributes ?? [:], extra: extra)
     }
 }

@@ -2,7 +2,8 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
-import Network
+import ModelState
+import Engine
 
 /// The data flags shared by every command that reads images (eval, grad, prune, train).
 struct DataOptions: ParsableArguments {
@@ -67,8 +68,8 @@ struct DataOptions: ParsableArguments {
     }
 
     /// Builds the network for CIFAR-10 images (checked against `dataset` when given).
-    func network(_ model: Checkpoint, for dataset: CIFARDataset? = nil, sparseKernels: Bool = false) throws -> Network {
-        let network = try Network(checkpoint: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
+    func network(_ model: Model, for dataset: CIFARDataset? = nil, sparseKernels: Bool = false) throws -> Network {
+        let network = try Network(model: model, inputShape: [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels],
                                   workers: threads, sparseKernels: sparseKernels)
         if let dataset { try check(network, dataset) }
         return network

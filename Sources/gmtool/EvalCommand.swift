@@ -2,7 +2,8 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
-import Network
+import ModelState
+import Engine
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,29 +28,28 @@ struct EvalCommand: ParsableCommand {
     var denseKernels = false
 
     func run() throws {
-        let model = try checkpoint.open()
+        let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
-        let sparse = model.layout == .sparseExport && !denseKernels
+        let sparse = model.checkpoint.layout == .sparseExport && !denseKernels
         let network = try dataOptions.network(model, for: dataset, sparseKernels: sparse)
         let bar = ProgressBar(total: dataset.count, label: "eval", quiet: quiet || json)
         let report = try network.evaluate(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
-        let statistics = try model.statistics()
         if json {
             try printJSON(EvalOutput(report: report, scaling: dataset.scaling.description, data: dataset.files.map(\.path),
-                                     totalParameters: statistics.totalParameters, nonzeroParameters: statistics.nonzeroParameters,
-                                     sparsity: statistics.sparsity))
+                                     totalParameters: model.totalParameters, nonzeroParameters: model.nonzeroParameters,
+                                     sparsity: model.sparsity))
             return
         }
         print("model:       \(model.path)")
         print("data:        \(dataset.files.map { "\($0.path) (\($0.records))" }.joined(separator: ", "))")
         print("scaling:     \(dataset.scaling)")
-        if model.layout == .sparseExport { print("kernels:     \(sparse ? "sparse (CSR) for convolutions and Dense" : "dense")") }
+        if model.checkpoint.layout == .sparseExport { print("kernels:     \(sparse ? "sparse (CSR) for convolutions and Dense" : "dense")") }
         print("images:      \(grouped(report.images))")
         print("top-1:       \(percent(report.top1Accuracy))")
         print("top-5:       \(percent(report.top5Accuracy))")
         print("mean loss:   \(String(format: "%.4f", report.meanLoss))")
         print("speed:       \(String(format: "%.0f", report.imagesPerSecond)) images/s (\(String(format: "%.2f", report.seconds)) s)")
-        print("parameters:  \(grouped(statistics.totalParameters)) total, \(grouped(statistics.nonzeroParameters)) non-zero (\(percent(statistics.sparsity)) sparse)")
+        print("parameters:  \(grouped(model.totalParameters)) total, \(grouped(model.nonzeroParameters)) non-zero (\(percent(model.sparsity)) sparse)")
     }
 }
 

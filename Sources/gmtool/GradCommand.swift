@@ -2,7 +2,8 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
-import Network
+import ModelState
+import Engine
 
 struct GradCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,7 +36,7 @@ struct GradCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try checkpoint.open()
+        let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
         let network = try dataOptions.network(model, for: dataset)
         let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet || json)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KerasCheckpoint
+import ModelState
 
 /// The checkpoint argument and `--config`, shared by every command that reads a model.
 struct CheckpointOptions: ParsableArguments {
@@ -14,6 +15,9 @@ struct CheckpointOptions: ParsableArguments {
     func open() throws -> Checkpoint {
         try Checkpoint.open(model, config: config.map(ModelConfig.init(contentsOf:)))
     }
+
+    /// Loads the model (every weight and mask) into memory.
+    func openModel() throws -> Model { try Model(checkpoint: try open()) }
 }
 
 /// Prints pretty JSON with sorted keys (stable for scripts and diffs).

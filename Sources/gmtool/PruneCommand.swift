@@ -2,7 +2,8 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
-import Network
+import ModelState
+import Engine
 import Pruning
 
 struct PruneCommand: ParsableCommand {
@@ -107,125 +108,83 @@ struct PruneCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try checkpoint.open()
+        let model = try checkpoint.openModel()
         var settings = PruningSettings(beta: beta ?? 0, gamma: gamma)
         settings.include = include
         settings.exclude = exclude
         settings.layerBeta = try parseOverrides(layerBeta, flag: "--layer-beta")
         settings.layerGamma = try parseOverrides(layerGamma, flag: "--layer-gamma")
         settings.skipDepthwise = skipDepthwise
-        var targets = try settings.targets(in: model)
+        var targets = try settings.targets(in: model.checkpoint)
         if let output, !dryRun { try checkOutput(output) }
-
-        let usesGradient = targets.contains { $0.gamma.isFinite }
-        let needsNetwork = usesGradient && gradients == nil || !evalData.isEmpty || evalSame
-        let network = needsNetwork ? try dataOptions.network(model) : nil
-        var gradientData: CIFARDataset?
-        if usesGradient && gradients == nil || evalSame {
-            let dataset = try dataOptions.dataset(defaultSplit: .validation)
-            try dataOptions.check(network!, dataset)
-            gradientData = dataset
-        }
-        var evaluation: CIFARDataset?
-        if !evalData.isEmpty {
-            evaluation = try CIFARDataset(paths: evalData, split: evalSplit, limit: dataOptions.limit, scaling: try dataOptions.scaling)
-            try dataOptions.check(network!, evaluation!)
-        } else if evalSame {
-            evaluation = gradientData
-        }
 
         var log = [String]()
         func say(_ line: String) { if json { log.append(line) } else { FileHandle.standardError.write(Data("\(line)\n".utf8)) } }
+        let usesGradient = targets.contains { $0.gamma.isFinite }
+        let needsNetwork = usesGradient && gradients == nil || !evalData.isEmpty || evalSame
+        let network = needsNetwork ? try dataOptions.network(model) : nil
+        let gradientData = usesGradient && gradients == nil || evalSame ? try dataOptions.dataset(defaultSplit: .validation) : nil
+        if let gradientData { try dataOptions.check(network!, gradientData) }
+        var evaluation = evalSame ? gradientData : nil
+        if !evalData.isEmpty {
+            evaluation = try CIFARDataset(paths: evalData, split: evalSplit, limit: dataOptions.limit, scaling: try dataOptions.scaling)
+            try dataOptions.check(network!, evaluation!)
+        }
 
-        // dC/dw for the selected kernels.
-        var gradientSource = "none (gamma = inf: magnitude only)"
-        var gradientImages = 0
+        // 1. dC/dw for the selected kernels: from a `gmtool grad` file, or a pass over the data.
+        var gradientSource = "none (gamma = inf: magnitude only)", gradientImages = 0
         var byWeight: [CheckpointWeight: [Float]] = [:]
-        if usesGradient {
-            if let gradients {
-                byWeight = try GradientFile.read(gradients, for: targets.map(\.weight))
-                gradientSource = gradients
-                gradientImages = Int(Double(GradientFile.attribute(gradients, "images") ?? "") ?? 0)
-            } else if let network, let gradientData {
-                let split = dataOptions.split ?? .validation
-                say("gradients: \(gradientData.files.map(\.path).joined(separator: ", ")) (split \(split.rawValue)\(dataOptions.split == nil ? ", the default" : ""), \(gradientData.count) images, scaling \(gradientData.scaling))")
-                let bar = ProgressBar(total: gradientData.count, label: "gradients", quiet: quiet || json)
-                let report = try network.gradients(gradientData, batchSize: dataOptions.batchSize, progress: bar.update)
-                for (weight, values) in report.gradients { byWeight[weight] = values }
-                gradientSource = gradientData.files.map(\.path).joined(separator: ",")
-                gradientImages = report.images
-            }
+        if usesGradient, let gradients {
+            byWeight = try GradientFile.read(gradients, for: targets.map(\.weight))
+            gradientSource = gradients
+            gradientImages = Int(Double(GradientFile.attribute(gradients, "images") ?? "") ?? 0)
+        } else if usesGradient, let network, let gradientData {
+            let split = dataOptions.split ?? .validation
+            say("gradients: \(gradientData.sourceFiles.joined(separator: ", ")) (split \(split.rawValue)\(dataOptions.split == nil ? ", the default" : ""), \(gradientData.count) images, scaling \(gradientData.scaling))")
+            let bar = ProgressBar(total: gradientData.count, label: "gradients", quiet: quiet || json)
+            let report = try network.gradients(gradientData, batchSize: dataOptions.batchSize, progress: bar.update)
+            byWeight = Dictionary(uniqueKeysWithValues: report.gradients.map { ($0.weight, $0.values) })
+            gradientSource = gradientData.sourceFiles.joined(separator: ",")
+            gradientImages = report.images
         }
-        for target in targets where byWeight[target.weight] == nil {
-            // Layers whose gamma is infinite need no gradient: any finite |g| passes.
-            byWeight[target.weight] = [Float](repeating: 0, count: target.weight.elementCount)
+        // 2. The thresholds: as given, or chosen for the target sparsity.
+        if let targetSparsity {
+            targets = try targetsForSparsity(model, targets: targets, gradients: byWeight, sparsity: targetSparsity, perKernel: perLayer)
+            say(perLayer ? "target sparsity \(targetSparsity) in every kernel: chose one beta per kernel (see the table)"
+                         : "target sparsity \(targetSparsity): chose beta = \(targets[0].beta)")
         }
-
-        let statistics = try model.statistics()
-        let zerosBefore = statistics.totalParameters - statistics.nonzeroParameters
-        if let targetSparsity, perLayer {
-            for index in targets.indices {
-                let weight = targets[index].weight
-                let zeros = try model.read(weight).reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
-                targets[index].beta = try betaForTargetSparsity(
-                    model, targets: [targets[index]], gradients: byWeight, gamma: targets[index].gamma, target: targetSparsity,
-                    totalParameters: weight.elementCount, zerosNow: zeros)
-            }
-            say("target sparsity \(targetSparsity) in every kernel: chose one beta per kernel (see the table)")
-        } else if let targetSparsity {
-            let chosen = try betaForTargetSparsity(model, targets: targets, gradients: byWeight, gamma: gamma, target: targetSparsity,
-                                                   totalParameters: statistics.totalParameters, zerosNow: zerosBefore)
-            settings.beta = chosen
-            targets = try settings.targets(in: model)
-            say("target sparsity \(targetSparsity): chose beta = \(chosen)")
-        }
-
+        let nonzeroBefore = model.nonzeroParameters
         let before = try evaluation.map { data in
             try network!.evaluate(data, batchSize: dataOptions.batchSize, progress: ProgressBar(total: data.count, label: "eval before", quiet: quiet || json).update)
         }
-        let pruned = try prune(model, targets: targets, gradients: byWeight)
-        for result in pruned where result.report.parameters > 0 && result.report.nonzeroAfter == 0 {
-            say("warning: \(result.report.layer) loses all of its \(result.report.role) weights")
+        // 3. The paper's step, on the model in memory.
+        let report = try prune(model, targets: targets, gradients: byWeight)
+        for (_, kernel) in report.kernels where kernel.parameters > 0 && kernel.nonzeroAfter == 0 {
+            say("warning: \(kernel.layer) loses all of its \(kernel.role) weights")
         }
-        var after: EvaluationReport?
-        if let evaluation, let network {
-            for result in pruned {
-                if let parameter = network.parameters.first(where: { $0.weight == result.target.weight }) {
-                    _ = parameter.values.update(fromContentsOf: result.values)
-                }
-            }
-            network.parametersChanged()
-            after = try network.evaluate(evaluation, batchSize: dataOptions.batchSize,
-                                         progress: ProgressBar(total: evaluation.count, label: "eval after", quiet: quiet || json).update)
+        // 4. Accuracy after, from the same network (it refolds what the pruning changed).
+        let after = try evaluation.map { data in
+            try network!.evaluate(data, batchSize: dataOptions.batchSize, progress: ProgressBar(total: data.count, label: "eval after", quiet: quiet || json).update)
         }
-
-        let prunedNow = pruned.reduce(0) { $0 + $1.report.prunedNow }
-        let removed = pruned.reduce(0) { $0 + $1.report.nonzeroBefore - $1.report.nonzeroAfter }
+        let globalBeta: Float? = perLayer ? nil : (targetSparsity != nil ? targets[0].beta : settings.beta)
         let summary = PruneSummary(
-            model: model.path, output: dryRun ? nil : output, dryRun: dryRun, beta: settings.beta, gamma: gamma,
-            gradients: gradientSource, gradientImages: gradientImages, layers: pruned.map(\.report),
-            totalParameters: statistics.totalParameters, nonzeroBefore: statistics.nonzeroParameters,
-            nonzeroAfter: statistics.nonzeroParameters - removed, prunedNow: prunedNow,
-            accuracyBefore: before?.top1Accuracy, accuracyAfter: after?.top1Accuracy,
-            lossBefore: before?.meanLoss, lossAfter: after?.meanLoss,
-            evaluationData: evaluation?.files.map(\.path), messages: log)
-
+            model: model.path, output: dryRun ? nil : output, dryRun: dryRun, beta: globalBeta, gamma: gamma,
+            gradients: gradientSource, gradientImages: gradientImages, layers: report.kernels.map(\.result),
+            totalParameters: model.totalParameters, nonzeroBefore: nonzeroBefore, nonzeroAfter: model.nonzeroParameters,
+            prunedNow: report.prunedNow, accuracyBefore: before?.top1Accuracy, accuracyAfter: after?.top1Accuracy,
+            lossBefore: before?.meanLoss, lossAfter: after?.meanLoss, evaluationData: evaluation?.sourceFiles, messages: log)
+        // 5. The pruned model, with how it was pruned on the mask group and on every mask.
         if !dryRun, let output {
-            var edits = CheckpointEdits()
-            for result in pruned {
-                edits.weights[result.target.weight] = result.values
-                edits.masks[result.target.weight] = result.mask
-            }
-            edits.maskAttributes = [
+            try model.save(to: output, pruning: [
                 "rule": "w = 0 and mask = 0 where |w| < beta and |dC/dw| < gamma and mask != 0",
-                "beta": String(settings.beta), "gamma": String(gamma),
+                "beta": globalBeta.map { String($0) } ?? "per kernel", "gamma": gamma.isFinite ? String(gamma) : "inf",
                 "layer_beta": layerBeta.joined(separator: ","), "layer_gamma": layerGamma.joined(separator: ","),
+                "target_sparsity": targetSparsity.map { String($0) } ?? "",
                 "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ","),
                 "skip_depthwise": String(skipDepthwise), "gradient_data": gradientSource,
                 "gradient_images": String(gradientImages), "scaling": gradientData?.scaling.description ?? "",
                 "tool": "gmtool \(gmtoolVersion)", "source": model.path,
-            ]
-            try model.write(to: output, edits: edits)
+            ], kernelAttributes: report.maskAttributes)
         }
         if json { try printJSON(summary) } else { print(render(summary)) }
     }
@@ -238,7 +197,7 @@ struct PruneCommand: ParsableCommand {
                                grouped(r.nonzeroAfter), percent(r.sparsity, digits: 1), "\(r.beta)", "\(r.gamma)"])
         }
         var lines = [table.render(), ""]
-        lines.append("beta \(s.beta), gamma \(s.gamma); gradients: \(s.gradients)\(s.gradientImages > 0 ? " (\(grouped(s.gradientImages)) images)" : "")")
+        lines.append("beta \(s.beta.map { "\($0)" } ?? "per kernel"), gamma \(s.gamma); gradients: \(s.gradients)\(s.gradientImages > 0 ? " (\(grouped(s.gradientImages)) images)" : "")")
         lines.append("pruned now:        \(grouped(s.prunedNow)) weights in \(s.layers.count) kernels")
         lines.append("non-zero:          \(grouped(s.nonzeroBefore)) -> \(grouped(s.nonzeroAfter)) of \(grouped(s.totalParameters)) parameters")
         lines.append("sparsity:          \(percent(s.sparsityBefore)) -> \(percent(s.sparsityAfter)) (\(String(format: "%.2f", Double(s.totalParameters) / Double(max(1, s.nonzeroAfter))))x fewer non-zeros than parameters)")
@@ -254,7 +213,8 @@ struct PruneSummary: Encodable {
     var model: String
     var output: String?
     var dryRun: Bool
-    var beta: Float
+    /// nil with --target-sparsity --per-layer: each kernel has its own (the table).
+    var beta: Float?
     var gamma: Float
     var gradients: String
     var gradientImages: Int
@@ -286,7 +246,7 @@ struct PruneSummary: Encodable {
         try c.encode(model, forKey: .model)
         try c.encodeIfPresent(output, forKey: .output)
         try c.encode(dryRun, forKey: .dryRun)
-        try c.encode(beta, forKey: .beta)
+        try c.encode(beta, forKey: .beta)  // null: one beta per kernel
         try c.encode(gamma.isFinite ? Double(gamma) : Double.greatestFiniteMagnitude, forKey: .gamma)
         try c.encode(gradients, forKey: .gradients)
         try c.encode(gradientImages, forKey: .gradientImages)

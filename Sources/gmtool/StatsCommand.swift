@@ -25,9 +25,12 @@ struct StatsCommand: ParsableCommand {
 
     func render(_ s: ModelStatistics) -> String {
         let hasMasks = s.hasMasks
+        // The thresholds each kernel was pruned with, when the masks record them.
+        let hasThresholds = s.layers.contains { $0.pruning?["beta"] != nil }
         var table = TextTable(
-            headers: ["layer", "type", "weight", "shape", "params", "nonzero", "sparsity", "bytes"] + (hasMasks ? ["masked"] : []) + [""],
-            rightAligned: hasMasks ? [4, 5, 6, 7, 8] : [4, 5, 6, 7])
+            headers: ["layer", "type", "weight", "shape", "params", "nonzero", "sparsity", "bytes"] + (hasMasks ? ["masked"] : [])
+                + (hasThresholds ? ["beta", "gamma"] : []) + [""],
+            rightAligned: Set([4, 5, 6, 7] + (hasMasks ? [8] : [])))
         for row in s.layers {
             var flags: [String] = []
             if row.allZero { flags.append("ALL ZERO") }
@@ -36,7 +39,8 @@ struct StatsCommand: ParsableCommand {
             table.rows.append(
                 [row.layer, row.layerType, row.weight, shapeDescription(row.shape), grouped(row.parameters),
                  grouped(row.nonzero), percent(row.sparsity, digits: 1), grouped(row.bytes)]
-                + (hasMasks ? [row.masked.map(grouped) ?? "-"] : []) + [flags.joined(separator: ", ")])
+                + (hasMasks ? [row.masked.map(grouped) ?? "-"] : [])
+                + (hasThresholds ? [row.pruning?["beta"] ?? "-", row.pruning?["gamma"] ?? "-"] : []) + [flags.joined(separator: ", ")])
         }
         var lines = [table.render(), ""]
         lines.append("file:                    \(s.file) (\(s.layout)\(s.kerasVersion.map { ", Keras \($0)" } ?? ""), \(byteSize(s.fileBytes)))")

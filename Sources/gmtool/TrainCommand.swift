@@ -2,7 +2,8 @@ import ArgumentParser
 import CIFAR
 import Foundation
 import KerasCheckpoint
-import Network
+import ModelState
+import Engine
 import Training
 
 struct TrainCommand: ParsableCommand {
@@ -141,9 +142,9 @@ struct TrainCommand: ParsableCommand {
             beta: beta, gamma: gamma, delta: delta, include: include, exclude: exclude, skipDepthwise: skipDepthwise,
             pruneImages: pruneImages)
         let start = try resume ? Checkpoint.open(output, config: checkpoint.config.map(ModelConfig.init(contentsOf:))) : checkpoint.open()
-        let network = try Network(checkpoint: start, inputShape: [32, 32, 3], workers: threads)
+        let network = try Network(model: try Model(checkpoint: start), inputShape: [32, 32, 3], workers: threads)
         guard network.classCount == 10 else { throw CommandError("\(start.path): the model predicts \(network.classCount) classes, CIFAR-10 has 10") }
-        let trainer = try Trainer(source: start, network: network, training: trainData, validation: validation,
+        let trainer = try Trainer(network: network, training: trainData, validation: validation,
                                   settings: settings, resume: resume)
         func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         note("train: \(trainData.count) images (\(trainData.files.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"

@@ -156,7 +156,7 @@ private let layoutNames: [String: CheckpointLayout] = [
             let values = try reread.read(weight)
             if let edited = edits.weights[weight] {
                 #expect(values.map(\.bitPattern) == edited.map(\.bitPattern))
-                #expect(try reread.mask(for: weight) == edits.masks[weight])
+                #expect(try reread.mask(for: weight) == edits.masks[weight]?.bits)
             } else {
                 #expect(values.map(\.bitPattern) == (try checkpoint.read(weight)).map(\.bitPattern))
                 #expect(try reread.mask(for: weight) == nil)
@@ -168,7 +168,7 @@ private let layoutNames: [String: CheckpointLayout] = [
 
         // Writing again over the masked file replaces the masks in place.
         var second = CheckpointEdits()
-        for (weight, mask) in edits.masks { second.masks[weight] = mask.map { _ in 0 } }
+        for (weight, mask) in edits.masks { second.masks[weight] = Mask([UInt8](repeating: 0, count: mask.count)) }
         let output2 = scratch.path("again-" + name)
         try reread.write(to: output2, edits: second)
         let again = try Checkpoint.open(output2, config: try Fixtures.architecture(for: name))
@@ -215,7 +215,7 @@ func zeroSmallKernels(_ checkpoint: Checkpoint) throws -> CheckpointEdits {
             mask[index] = 0
         }
         edits.weights[weight] = values
-        edits.masks[weight] = mask
+        edits.masks[weight] = Mask(mask)
     }
     return edits
 }

@@ -17,7 +17,7 @@ func prunedCopy(_ name: String, fractions: [Double], masks: Bool, in scratch: Sc
             mask[i] = 0
         }
         edits.weights[weight] = values
-        if masks { edits.masks[weight] = mask }
+        if masks { edits.masks[weight] = Mask(mask) }
     }
     let path = scratch.path("pruned-" + name)
     try checkpoint.write(to: path, edits: edits)

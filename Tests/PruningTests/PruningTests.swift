@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import KerasCheckpoint
+import ModelState
 @testable import Pruning
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -127,26 +128,123 @@ func applyRule(_ w: inout [Float], _ g: [Float], _ mask: inout [UInt8], beta: Fl
         #expect(throws: PruningError.self) { try settings.targets(in: mobilenet) }
     }
 
+    func model() throws -> Model { try Model(checkpoint: mobilenet) }
+
+    /// Pseudo-random gradients with a fixed seed, the scale of the fixture's |dC/dw|.
+    func gradients(_ targets: [PruningTarget], seed: UInt64 = 5) -> [CheckpointWeight: [Float]] {
+        var state = seed
+        return Dictionary(uniqueKeysWithValues: targets.map { target in
+            (target.weight, (0..<target.weight.elementCount).map { _ -> Float in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23) * 0.002
+            })
+        })
+    }
+
     @Test func targetSparsityIsReachedAndNotOvershot() throws {
         let settings = PruningSettings(beta: 0, gamma: .infinity)
         let targets = try settings.targets(in: mobilenet)
-        let gradients = Dictionary(uniqueKeysWithValues: targets.map { ($0.weight, [Float](repeating: 0, count: $0.weight.elementCount)) })
-        let statistics = try mobilenet.statistics()
-        let zeros = statistics.totalParameters - statistics.nonzeroParameters
+        let none: [CheckpointWeight: [Float]] = [:]
         for goal in [0.3, 0.5, 0.9] {
-            let beta = try betaForTargetSparsity(mobilenet, targets: targets, gradients: gradients, gamma: .infinity, target: goal,
-                                                 totalParameters: statistics.totalParameters, zerosNow: zeros)
-            var tuned = settings
-            tuned.beta = beta
-            let pruned = try prune(mobilenet, targets: try tuned.targets(in: mobilenet), gradients: gradients)
-            let removed = pruned.reduce(0) { $0 + $1.report.nonzeroBefore - $1.report.nonzeroAfter }
-            let sparsity = Double(zeros + removed) / Double(statistics.totalParameters)
-            #expect(sparsity >= goal)
-            #expect(sparsity < goal + 1e-4, "ties aside, beta stops at the target (\(sparsity))")
+            let model = try model()
+            let chosen = try targetsForSparsity(model, targets: targets, gradients: none, sparsity: goal, perKernel: false)
+            let report = try prune(model, targets: chosen, gradients: none)
+            #expect(report.kernels.allSatisfy { $0.result.beta == chosen[0].beta })
+            #expect(model.sparsity >= goal)
+            #expect(model.sparsity < goal + 1e-4, "ties aside, beta stops at the target (\(model.sparsity))")
         }
         #expect(throws: PruningError.self) {
-            try betaForTargetSparsity(mobilenet, targets: targets, gradients: gradients, gamma: .infinity, target: 0.99,
-                                      totalParameters: statistics.totalParameters, zerosNow: zeros)
+            try targetsForSparsity(try model(), targets: targets, gradients: none, sparsity: 0.99, perKernel: false)
+        }
+    }
+
+    /// With per-layer gammas the one beta must count each kernel's own gamma: the sparsity lands
+    /// on the target, beyond it by at most the weights tied at the chosen magnitude.
+    @Test func targetSparsityHonoursPerLayerGammas() throws {
+        var settings = PruningSettings(beta: 0, gamma: 0.001)
+        settings.layerGamma = [("conv_pw_1*", 0.0002), ("conv_preds", .infinity)]
+        let targets = try settings.targets(in: mobilenet)
+        let gradients = gradients(targets)
+        let model = try model()
+        let chosen = try targetsForSparsity(model, targets: targets, gradients: gradients, sparsity: 0.2, perKernel: false)
+        let beta = chosen[0].beta
+        // The weights at exactly the chosen magnitude's predecessor: the tie group.
+        var ties = 0
+        for target in chosen {
+            let values = model.parameter(for: target.weight)!.values, g = gradients[target.weight]!
+            for i in values.indices where abs(values[i]) == beta.nextDown && abs(g[i]) < target.gamma { ties += 1 }
+        }
+        _ = try prune(model, targets: chosen, gradients: gradients)
+        let zeros = model.totalParameters - model.nonzeroParameters
+        let needed = Int((0.2 * Double(model.totalParameters)).rounded(.up))
+        #expect(zeros >= needed)
+        #expect(zeros - needed < max(1, ties), "overshoot \(zeros - needed) beyond the tie group of \(ties)")
+        #expect(chosen.first { $0.weight.layerName == "conv_pw_12" }?.gamma == 0.0002)
+    }
+
+    /// --target-sparsity --per-layer: every kernel reaches the sparsity on its own, with its
+    /// own beta, and the report (and so the file) records each one.
+    @Test func perKernelTargetSparsityIsRecordedPerKernel() throws {
+        let targets = try PruningSettings(beta: 0, gamma: .infinity).targets(in: mobilenet)
+        let model = try model()
+        let chosen = try targetsForSparsity(model, targets: targets, gradients: [:], sparsity: 0.5, perKernel: true)
+        let report = try prune(model, targets: chosen, gradients: [:])
+        #expect(Set(report.kernels.map(\.result.beta)).count > 10, "one beta per kernel")
+        for (weight, result) in report.kernels {
+            #expect(result.beta == chosen.first { $0.weight == weight }!.beta)
+            #expect(result.sparsity >= 0.5 && result.sparsity < 0.5 + 2 / Double(result.parameters), "\(weight.datasetPath): \(result.sparsity)")
+            #expect(report.maskAttributes[weight]?["beta"] == String(result.beta))
+            #expect(report.maskAttributes[weight]?["pruned_total"] == String(result.prunedTotal))
+        }
+    }
+
+    /// Per-layer thresholds are the ones applied, and a second step only ever clears more bits:
+    /// what the first pruned stays pruned (and exactly zero) with a smaller beta.
+    @Test func perLayerThresholdsAndMasksOnlyLoseBits() throws {
+        var settings = PruningSettings(beta: 0.05, gamma: 0.001)
+        settings.layerBeta = [("conv_pw_13", 0.2)]
+        settings.layerGamma = [("conv_pw_13", .infinity)]
+        let targets = try settings.targets(in: mobilenet)
+        let gradients = gradients(targets)
+        let model = try model()
+        let first = try prune(model, targets: targets, gradients: gradients)
+        let pw13 = try #require(first.kernels.first { $0.weight.layerName == "conv_pw_13" }?.result)
+        #expect(pw13.beta == 0.2 && pw13.gamma == .infinity)
+        // Exactly what the plain rule prunes with those thresholds.
+        let source = try Model(checkpoint: mobilenet)
+        for (weight, result) in first.kernels {
+            let target = targets.first { $0.weight == weight }!
+            var w = Array(source.parameter(for: weight)!.values), m = [UInt8](repeating: 1, count: w.count)
+            let expected = referenceRule(&w, gradients[weight]!, &m, beta: target.beta, gamma: target.gamma)
+            #expect(result.prunedNow == expected)
+            #expect(model.parameter(for: weight)!.mask?.bits == m)
+            #expect(Array(model.parameter(for: weight)!.values).map(\.bitPattern) == w.map(\.bitPattern))
+        }
+        let masks = Dictionary(uniqueKeysWithValues: model.parameters.compactMap { p in p.mask.map { (p.weight, $0) } })
+        var smaller = settings
+        smaller.beta = 0.01
+        smaller.layerBeta = []
+        let second = try prune(model, targets: try smaller.targets(in: mobilenet), gradients: gradients)
+        for (weight, result) in second.kernels {
+            let before = masks[weight]!, after = model.parameter(for: weight)!.mask!
+            #expect((0..<before.count).allSatisfy { before[$0] || !after[$0] }, "\(weight.datasetPath): a bit came back")
+            #expect((0..<after.count).allSatisfy { after[$0] || model.parameter(for: weight)!.values[$0] == 0 })
+            #expect(result.prunedTotal == before.prunedCount + result.prunedNow)
+        }
+    }
+
+    @Test func partialSelectionEqualsSorting() {
+        var state: UInt64 = 3
+        for count in [1, 2, 3, 17, 1000, 4097] {
+            let values = (0..<count).map { _ -> Float in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float((state >> 33) % 50)  // many ties
+            }
+            let sorted = values.sorted()
+            for k in [0, count / 3, count / 2, count - 1] {
+                var copy = values
+                #expect(kthSmallest(&copy, k) == sorted[k], "count \(count), k \(k)")
+            }
         }
     }
 }

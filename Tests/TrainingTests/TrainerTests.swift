@@ -2,8 +2,9 @@ import CIFAR
 import Foundation
 import HDF5
 import KerasCheckpoint
+import ModelState
 import Testing
-@testable import Network
+@testable import Engine
 @testable import Training
 
 /// A tiny CIFAR-10 folder: data_batch_1..4 (24 images each) and data_batch_5 (16 images).
@@ -38,8 +39,8 @@ struct Interrupted: Error {}
     }
 
     func trainer(_ data: TinyCIFAR, source: Checkpoint, settings: TrainingSettings, resume: Bool, workers: Int = 2) throws -> Trainer {
-        let network = try Network(checkpoint: source, inputShape: [32, 32, 3], workers: workers)
-        return try Trainer(source: source, network: network,
+        let network = try Network(model: try Model(checkpoint: source), inputShape: [32, 32, 3], workers: workers)
+        return try Trainer(network: network,
                            training: try CIFARTrainingSet(CIFARDataset(paths: [data.folder.path], split: .train, scaling: .unit)),
                            validation: try CIFARDataset(paths: [data.folder.path], split: .validation, scaling: .unit),
                            settings: settings, resume: resume)

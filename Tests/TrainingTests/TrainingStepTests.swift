@@ -1,8 +1,9 @@
 import Foundation
 import HDF5
 import KerasCheckpoint
+import ModelState
 import Testing
-@testable import Network
+@testable import Engine
 @testable import Training
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -77,14 +78,14 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
         for workers in [1, 2] {
             for step in 1...2 {
                 let checkpoint = try Checkpoint.open(fixtures.appendingPathComponent("rescnn_k2.h5").path)
-                let network = try Network(checkpoint: checkpoint, inputShape: [32, 32, 3], workers: workers)
+                let network = try Network(model: try Model(checkpoint: checkpoint), inputShape: [32, 32, 3], workers: workers)
                 let optimizer = Optimizer(settings: OptimizerSettings(kind: kind, learningRate: learningRate, weightDecay: weightDecay))
                 var first: [String: [Float]] = [:], second: [String: [Float]] = [:]
                 if step == 2 {
                     for parameter in network.parameters {
                         let path = parameter.weight.datasetPath
                         let values = try golden.root.dataset("\(name)/step1" + path).read(as: Float.self)
-                        _ = parameter.values.update(fromContentsOf: values)
+                        parameter.set(values)
                         guard parameter.weight.trainable else { continue }
                         if kerasGradient1[path] == nil {
                             kerasGradient1[path] = try golden.root.dataset("gradients_step1" + path).read(as: Float.self)
@@ -96,9 +97,10 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
                             first[path] = g.map { $0 * (1 - beta1) }
                             second[path] = g.map { $0 * $0 * (1 - beta2) }
                         }
+                        _ = parameter.slot(0).update(fromContentsOf: first[path]!)
+                        if let v = second[path] { _ = parameter.slot(1).update(fromContentsOf: v) }
                     }
-                    network.parametersChanged()
-                    optimizer.restore(iterations: 1, first: first, second: second)
+                    optimizer.restore(iterations: 1)
                 }
                 let before = Dictionary(uniqueKeysWithValues: network.parameters.map { ($0.weight.datasetPath, Array($0.values)) })
                 let (images, labels) = try batch(step)
@@ -116,7 +118,7 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
                     for (parameter, pointer) in zip(network.trainableParameters, pointers) {
                         gradients[parameter.weight.datasetPath] = Array(UnsafeBufferPointer(start: pointer, count: parameter.weight.elementCount))
                     }
-                    optimizer.step(network.trainableParameters, gradients: pointers, masks: [:])
+                    optimizer.step(network.trainableParameters, gradients: pointers)
                 }
                 // The gradient bound of each layer: its largest gradient entry.
                 var layerScale: [String: Float] = [:]
@@ -178,32 +180,28 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     ])
     func prunedWeightsStayZero(kind: OptimizerKind) throws {
         let checkpoint = try Checkpoint.open(fixtures.appendingPathComponent("rescnn_k2.h5").path)
-        let network = try Network(checkpoint: checkpoint, inputShape: [32, 32, 3], workers: 2)
+        let network = try Network(model: try Model(checkpoint: checkpoint), inputShape: [32, 32, 3], workers: 2)
         let optimizer = Optimizer(settings: OptimizerSettings(kind: kind, learningRate: 0.1, weightDecay: 0.01))
         let images = (0..<(8 * 3072)).map { Float(($0 * 37) % 255) / 255 }
         let labels: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7]
-        func step(_ masks: [String: [UInt8]]) {
+        func step() {
             _ = images.withUnsafeBufferPointer { x in
                 labels.withUnsafeBufferPointer { y in
                     network.pass(images: x.baseAddress!, labels: y.baseAddress!, count: 8, accumulateGradients: true, trainingSeed: 1)
                 }
             }
-            network.withMeanGradients(imageCount: 8) { optimizer.step(network.trainableParameters, gradients: $0, masks: masks) }
+            network.withMeanGradients(imageCount: 8) { optimizer.step(network.trainableParameters, gradients: $0) }
         }
         // Build up momentum with no mask, then prune half of every kernel.
-        for _ in 0..<3 { step([:]) }
-        var masks: [String: [UInt8]] = [:]
+        for _ in 0..<3 { step() }
         for parameter in network.trainableParameters where parameter.weight.prunable {
-            let mask = (0..<parameter.weight.elementCount).map { UInt8($0 % 2) }
-            masks[parameter.weight.datasetPath] = mask
-            for i in mask.indices where mask[i] == 0 { parameter.values[i] = 0 }
+            parameter.setMask(Mask((0..<parameter.weight.elementCount).map { UInt8($0 % 2) }))
         }
-        optimizer.applyMasks(masks)
-        for _ in 0..<5 { step(masks) }
+        for _ in 0..<5 { step() }
         for parameter in network.trainableParameters where parameter.weight.prunable {
-            let mask = masks[parameter.weight.datasetPath]!
-            let (first, second) = optimizer.slots(for: parameter.weight.datasetPath)
-            for i in mask.indices where mask[i] == 0 {
+            let mask = try #require(parameter.mask)
+            let (first, second) = (parameter.slotValues(0), parameter.slotValues(1))
+            for i in 0..<mask.count where !mask[i] {
                 #expect(parameter.values[i] == 0)
                 #expect(first?[i] ?? 0 == 0)
                 #expect(second?[i] ?? 0 == 0)

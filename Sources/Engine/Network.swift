@@ -1,6 +1,8 @@
 import Dispatch
 import Foundation
+import CIFAR
 import KerasCheckpoint
+import ModelState
 import NeuralKernels
 
 /// The buffers of one chunk of a batch: one activation and one gradient buffer per node, im2col
@@ -13,6 +15,8 @@ final class Workspace: @unchecked Sendable {
     let scratch: UnsafeMutablePointer<Float>?
     let parameterGradients: [UnsafeMutablePointer<Float>]
     let parameterCounts: [Int]
+    /// Index of each trainable parameter's accumulator.
+    let slots: [ObjectIdentifier: Int]
     let nodeCounts: [Int]
     /// Batch statistics of each BatchNorm node in the last training pass (equal in every chunk).
     var batchStatistics: [Int: BatchStatistics] = [:]
@@ -25,6 +29,7 @@ final class Workspace: @unchecked Sendable {
         let scratchCount = nodes.map { $0.operation.scratchPerSample }.max() ?? 0
         scratch = scratchCount > 0 ? .allocate(capacity: scratchCount * capacity) : nil
         parameterCounts = trainable.map { $0.weight.elementCount }
+        slots = Dictionary(uniqueKeysWithValues: trainable.enumerated().map { (ObjectIdentifier($1), $0) })
         parameterGradients = withGradients ? trainable.map { .allocate(capacity: max(1, $0.weight.elementCount)) } : []
         for (pointer, count) in zip(parameterGradients, parameterCounts) { pointer.update(repeating: 0, count: count) }
     }
@@ -44,7 +49,7 @@ final class Workspace: @unchecked Sendable {
     }
 
     func gradient(_ parameter: Parameter) -> UnsafeMutablePointer<Float> {
-        parameterGradients[parameter.gradientSlot!]
+        parameterGradients[slots[ObjectIdentifier(parameter)]!]
     }
 }
 
@@ -71,8 +76,10 @@ public struct PassTotals: Sendable {
     public var top5Accuracy: Double { images == 0 ? 0 : Double(top5Correct) / Double(images) }
 }
 
-/// A Keras model rebuilt from its checkpoint: forward passes for evaluation and backward passes
-/// for dC/dw, C the mean categorical cross-entropy, BatchNorm in inference mode, dropout off.
+/// The engine that runs a `Model`: its Keras graph rebuilt as kernels, forward passes for
+/// evaluation and backward passes for dC/dw, C the mean categorical cross-entropy (BatchNorm in
+/// inference mode, dropout off, unless a pass is a training pass). It reads the model's
+/// parameters and refolds what it derives from them whenever they change.
 public final class Network: @unchecked Sendable {
     let nodes: [Node]
     let inputNode: Int
@@ -80,10 +87,14 @@ public final class Network: @unchecked Sendable {
     /// The node whose output are the logits the loss uses: the softmax's input when the model
     /// ends in a softmax (Keras then computes the loss from logits too), else the output itself.
     let logitsNode: Int
+    /// The model this network runs.
+    public let model: Model
     /// Every parameter, in checkpoint order.
-    public let parameters: [Parameter]
+    public var parameters: [Parameter] { model.parameters }
     /// Parameters that get gradients (trainable weights), in checkpoint order.
-    public let trainableParameters: [Parameter]
+    public var trainableParameters: [Parameter] { model.trainableParameters }
+    /// Each node's parameters' versions when its derived state was last computed.
+    private var foldedVersions: [[Int]]
     /// Per-sample input shape (height, width, channels).
     public let inputShape: [Int]
     public let classCount: Int
@@ -96,19 +107,20 @@ public final class Network: @unchecked Sendable {
     /// d(sum of losses)/dw of every trainable parameter since the last reset, in Double: each
     /// pass adds its chunks' float sums here in chunk order.
     private var gradientTotals: [UnsafeMutableBufferPointer<Double>] = []
-    /// The checkpoint the weights came from.
-    public let checkpoint: Checkpoint
+    /// The checkpoint the model came from.
+    public var checkpoint: Checkpoint { model.checkpoint }
 
-    /// Builds the network from the checkpoint's model config and weights. `inputShape` (H, W, C)
-    /// fills sizes the config leaves open and must agree with those it fixes.
+    /// Builds the network from the model's config and parameters. `inputShape` (H, W, C) fills
+    /// sizes the config leaves open and must agree with those it fixes.
     /// With `sparseKernels`, convolution and Dense kernels stored sparse in a `gmtool export`
     /// file run as CSR in the forward pass (the backward pass always uses the dense values).
-    public init(checkpoint: Checkpoint, inputShape: [Int]? = nil, workers: Int? = nil, sparseKernels: Bool = false) throws {
+    public init(model: Model, inputShape: [Int]? = nil, workers: Int? = nil, sparseKernels: Bool = false) throws {
+        let checkpoint = model.checkpoint
         guard let config = checkpoint.modelConfig else {
             throw CheckpointError(file: checkpoint.path, problem: "holds no architecture; pass the model config with --config")
         }
-        self.checkpoint = checkpoint
-        var builder = GraphBuilder(checkpoint: checkpoint)
+        self.model = model
+        var builder = GraphBuilder(model: model)
         builder.useSparseKernels = sparseKernels
         let (builtInput, builtOutput) = try builder.build(config, inputShape: inputShape)
         let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
@@ -127,11 +139,7 @@ public final class Network: @unchecked Sendable {
         } else {
             logitsNode = output
         }
-        // Checkpoint order, so gradients line up with the file.
-        let order = Dictionary(uniqueKeysWithValues: checkpoint.weights.enumerated().map { ($1.datasetPath, $0) })
-        parameters = builder.parameters.sorted { order[$0.weight.datasetPath]! < order[$1.weight.datasetPath]! }
-        trainableParameters = parameters.filter(\.weight.trainable)
-        for (slot, parameter) in trainableParameters.enumerated() { parameter.gradientSlot = slot }
+        foldedVersions = nodes.map { $0.operation.parameters.map(\.version) }
         workerCount = max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
         // The workers are the parallelism; BLAS threads would only compete with them (and idle
         // OpenBLAS threads spin between calls).
@@ -140,9 +148,16 @@ public final class Network: @unchecked Sendable {
 
     deinit { gradientTotals.forEach { $0.deallocate() } }
 
-    /// Call after changing parameter values in place (pruning, training).
-    public func parametersChanged() {
-        for node in nodes { node.operation.parametersChanged() }
+    /// Recomputes what nodes derive from parameters that changed since (pruning, a training
+    /// step, new moving statistics). Every pass starts with it, on one thread.
+    private func refreshDerivedState() {
+        for (index, node) in nodes.enumerated() {
+            let versions = node.operation.parameters.map(\.version)
+            if versions != foldedVersions[index] {
+                node.operation.parametersChanged()
+                foldedVersions[index] = versions
+            }
+        }
     }
 
     /// Floats per input image.
@@ -295,6 +310,7 @@ public final class Network: @unchecked Sendable {
         let accumulateGradients = accumulateGradients || trainingSeed != nil
         let ranges = Self.chunks(count)
         guard !ranges.isEmpty else { return PassTotals() }
+        refreshDerivedState()
         prepareWorkspaces(ranges, gradients: accumulateGradients)
         let participants = min(workerCount, ranges.count)
         let reducer = ChunkReducer(chunks: ranges.count, participants: participants)
@@ -346,7 +362,6 @@ public final class Network: @unchecked Sendable {
             let batchNorm = (node.operation as? BatchNormOperation) ?? (node.operation as? BatchNormReLUOperation)?.batchNorm
             guard let batchNorm, let s = statistics[index] else { continue }
             batchNorm.updateMovingStatistics(s, totalRows: batch * batchNorm.positions, momentum: batchNorm.momentum)
-            batchNorm.parametersChanged()
         }
     }
 
@@ -355,6 +370,7 @@ public final class Network: @unchecked Sendable {
         var output = [Float](repeating: 0, count: count * classCount)
         let ranges = Self.chunks(count)
         guard !ranges.isEmpty else { return output }
+        refreshDerivedState()
         prepareWorkspaces(ranges, gradients: false)
         let participants = min(workerCount, ranges.count)
         let inputCount = self.inputCount

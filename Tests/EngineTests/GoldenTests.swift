@@ -1,8 +1,9 @@
 import Foundation
 import HDF5
 import KerasCheckpoint
+import ModelState
 import Testing
-@testable import Network
+@testable import Engine
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("fixtures")
@@ -28,7 +29,7 @@ struct Golden {
     @Test(arguments: [("seqcnn", 1e-5), ("rescnn", 1e-5), ("mobilenet", 1e-4)])
     func probabilitiesMatchTensorFlow(model: String, tolerance: Double) throws {
         let golden = try Golden(model)
-        let network = try Network(checkpoint: Checkpoint.open(fixtures.appendingPathComponent("\(model)_k2.h5").path),
+        let network = try Network(model: try Model(checkpoint: Checkpoint.open(fixtures.appendingPathComponent("\(model)_k2.h5").path)),
                                   inputShape: [32, 32, 3])
         let probabilities = golden.images.withUnsafeBufferPointer { network.predict(images: $0.baseAddress!, count: 6) }
         let reference = try golden.doubles("probabilities_f64")
@@ -47,7 +48,7 @@ struct Golden {
         let golden = try Golden(model)
         let checkpoint = try Checkpoint.open(fixtures.appendingPathComponent("\(model)_k2.h5").path)
         for workers in [1, 2] {
-            let network = try Network(checkpoint: checkpoint, inputShape: [32, 32, 3], workers: workers)
+            let network = try Network(model: try Model(checkpoint: checkpoint), inputShape: [32, 32, 3], workers: workers)
             let totals = golden.images.withUnsafeBufferPointer { images in
                 golden.labels.withUnsafeBufferPointer { labels in
                     network.pass(images: images.baseAddress!, labels: labels.baseAddress!, count: 6, accumulateGradients: true)

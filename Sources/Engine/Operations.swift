@@ -1,25 +1,6 @@
 import KerasCheckpoint
+import ModelState
 import NeuralKernels
-
-/// A weight tensor the network computes with: values from the checkpoint, held in one stable
-/// allocation so kernels can take raw pointers.
-public final class Parameter {
-    public let weight: CheckpointWeight
-    /// The values, `weight.elementCount` floats.
-    public let values: UnsafeMutableBufferPointer<Float>
-    /// Index into a workspace's gradient buffers, for trainable parameters; nil otherwise.
-    var gradientSlot: Int?
-
-    init(weight: CheckpointWeight, values: [Float]) {
-        self.weight = weight
-        self.values = .allocate(capacity: values.count)
-        _ = self.values.initialize(from: values)
-    }
-
-    deinit { values.deallocate() }
-
-    public var pointer: UnsafeMutablePointer<Float> { values.baseAddress! }
-}
 
 /// What one operation sees during a pass: its inputs' activations, its output, and for the
 /// backward pass the gradient buffers. Pointers are into the chunk's workspace.
@@ -50,6 +31,7 @@ protocol Operation: AnyObject {
     func forward(_ context: PassContext)
     func backward(_ context: PassContext)
     /// Recomputes anything derived from the parameters (BatchNorm's folded scale and shift).
+    /// `Network` calls it before a pass whenever one of `parameters` changed.
     func parametersChanged()
 }
 

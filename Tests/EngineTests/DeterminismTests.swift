@@ -1,7 +1,8 @@
 import Foundation
 import KerasCheckpoint
+import ModelState
 import Testing
-@testable import Network
+@testable import Engine
 
 /// Results are the same bytes for any number of workers: the batch is cut into chunks by its
 /// size alone, and every sum over images runs per chunk, then over chunks in chunk order.
@@ -39,7 +40,7 @@ import Testing
     /// seqcnn) over 70 images: three chunks, which 1, 2 and 3 workers share out differently.
     func outcome(model: String, workers: Int, training: Bool) throws -> Outcome {
         let checkpoint = try Checkpoint.open(fixtures.appendingPathComponent("\(model)_k2.h5").path)
-        let network = try Network(checkpoint: checkpoint, inputShape: [32, 32, 3], workers: workers)
+        let network = try Network(model: try Model(checkpoint: checkpoint), inputShape: [32, 32, 3], workers: workers)
         let (images, labels) = batch(70)
         let totals = images.withUnsafeBufferPointer { x in
             labels.withUnsafeBufferPointer { y in
@@ -68,7 +69,7 @@ import Testing
     /// The memory check refuses a batch whose buffers cannot fit, before allocating them.
     @Test func hugeBatchesAreRefusedBeforeAllocating() throws {
         let checkpoint = try Checkpoint.open(fixtures.appendingPathComponent("rescnn_k2.h5").path)
-        let network = try Network(checkpoint: checkpoint, inputShape: [32, 32, 3], workers: 2)
+        let network = try Network(model: try Model(checkpoint: checkpoint), inputShape: [32, 32, 3], workers: 2)
         try network.checkMemory(batch: 100, gradients: true)
         let huge = 1 << 34
         #expect(network.passBytes(batch: huge, gradients: false) > Int(ProcessInfo.processInfo.physicalMemory))

@@ -151,9 +151,11 @@ extension BatchNormOperation {
     /// batch norm does.
     func updateMovingStatistics(_ statistics: BatchStatistics, totalRows: Int, momentum: Float) {
         let correction = totalRows > 1 ? Double(totalRows) / Double(totalRows - 1) : 1
-        for c in 0..<channels {
-            movingMean.values[c] = movingMean.values[c] * momentum + Float(statistics.mean64[c]) * (1 - momentum)
-            movingVariance.values[c] = movingVariance.values[c] * momentum + Float(statistics.variance[c] * correction) * (1 - momentum)
+        movingMean.update { mean in
+            for c in 0..<channels { mean[c] = mean[c] * momentum + Float(statistics.mean64[c]) * (1 - momentum) }
+        }
+        movingVariance.update { variance in
+            for c in 0..<channels { variance[c] = variance[c] * momentum + Float(statistics.variance[c] * correction) * (1 - momentum) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import KerasCheckpoint
+import ModelState
 import NeuralKernels
 
 /// One node of the computation: an operation, the nodes it reads, and its per-sample shape.
@@ -15,10 +16,10 @@ struct Node {
 /// Builds the node list from a Keras model config and checks every weight against the shape the
 /// layer needs (missing, extra or misshapen weights are errors that name the layer).
 struct GraphBuilder {
+    let model: Model
     let checkpoint: Checkpoint
     let source: String
     var nodes: [Node] = []
-    var parameters: [Parameter] = []
     /// Output node of each Keras layer, by name.
     var outputOfLayer: [String: Int] = [:]
     /// Run convolution and Dense kernels sparse when the checkpoint stores them sparse.
@@ -26,8 +27,9 @@ struct GraphBuilder {
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
     private var usedWeights: Set<String> = []
 
-    init(checkpoint: Checkpoint) {
-        self.checkpoint = checkpoint
+    init(model: Model) {
+        self.model = model
+        checkpoint = model.checkpoint
         source = checkpoint.path
         for layer in checkpoint.layers { weightsByLayer[layer.name, default: []] += layer.weights }
     }
@@ -134,7 +136,7 @@ struct GraphBuilder {
         }
     }
 
-    /// Reads one weight of `layer`, checks its shape and values, and wraps it as a Parameter.
+    /// The model's parameter for one weight of `layer`, its shape checked.
     private mutating func parameter(_ layer: LayerConfig, _ role: WeightRole, shape: [Int], required: Bool = true) throws -> Parameter? {
         let weights = weightsByLayer[layer.name] ?? []
         guard let weight = weights.first(where: { $0.role == role }) else {
@@ -145,15 +147,8 @@ struct GraphBuilder {
             throw CheckpointError(file: source, object: weight.datasetPath,
                                   problem: "shape \(weight.shape) does not fit layer \(layer.name): expected \(shape)")
         }
-        let values = try checkpoint.read(weight)
-        if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw CheckpointError(file: source, object: weight.datasetPath,
-                                  problem: "holds a non-finite value (\(values[bad]) at index \(bad))")
-        }
         usedWeights.insert(weight.datasetPath)
-        let parameter = Parameter(weight: weight, values: values)
-        parameters.append(parameter)
-        return parameter
+        return model.parameter(for: weight)!
     }
 
     private func attachSparse(_ operation: ConvolutionOperation) throws {

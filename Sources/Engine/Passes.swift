@@ -1,14 +1,6 @@
 import Foundation
+import CIFAR
 import KerasCheckpoint
-
-/// Labelled images delivered in batches: NHWC floats already scaled for the model, labels as
-/// Int32. Sources stream from disk so memory stays flat in the number of images.
-public protocol ImageBatchSource {
-    /// Number of images the source will deliver.
-    var count: Int { get }
-    /// Calls `body(images, labels, n)` for consecutive batches of at most `size` images.
-    func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws
-}
 
 /// What `gmtool eval` reports.
 public struct EvaluationReport: Codable, Sendable {

@@ -1,0 +1,45 @@
+/// Labelled images delivered in batches: NHWC floats already scaled for the model, labels as
+/// Int32. Sources stream from disk so memory stays flat in the number of images. The engine
+/// consumes this protocol; the data side owns it and knows nothing of the engine.
+public protocol ImageBatchSource {
+    /// Number of images the source will deliver.
+    var count: Int { get }
+    /// The files the images come from, for provenance in outputs.
+    var sourceFiles: [String] { get }
+    /// Calls `body(images, labels, n)` for consecutive batches of at most `size` images.
+    func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws
+}
+
+/// Labelled images with random access, for training: any subset in any order, optionally
+/// augmented.
+public protocol TrainingImageSource {
+    var count: Int { get }
+    var sourceFiles: [String] { get }
+    /// Floats per image (height x width x channels).
+    var imageFloats: Int { get }
+    /// Fills NHWC floats and labels for the images at `indices`; with `augment`, the source's
+    /// augmentation draws from `random`.
+    func fill(indices: ArraySlice<Int>, images: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>,
+              augment: Bool, random: inout SplitMix64)
+}
+
+/// The first `limit` images of a source.
+public struct LimitedSource: ImageBatchSource {
+    public let base: ImageBatchSource
+    public let limit: Int
+    public init(base: ImageBatchSource, limit: Int) {
+        self.base = base
+        self.limit = limit
+    }
+    public var count: Int { min(limit, base.count) }
+    public var sourceFiles: [String] { base.sourceFiles }
+    public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        var remaining = count
+        try base.forEachBatch(size: size) { images, labels, n in
+            guard remaining > 0 else { return }
+            let take = min(n, remaining)
+            remaining -= take
+            try body(images, labels, take)
+        }
+    }
+}
