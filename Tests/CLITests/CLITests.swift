@@ -29,8 +29,13 @@ enum Paths {
 }
 
 func gmtool(_ arguments: [String], in directory: URL? = nil) throws -> CommandResult {
+    try run(Paths.binary, arguments, in: directory)
+}
+
+/// Runs a program to its end and collects its exit status and output.
+func run(_ executable: URL, _ arguments: [String], in directory: URL? = nil) throws -> CommandResult {
     let process = Process()
-    process.executableURL = Paths.binary
+    process.executableURL = executable
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }
     let out = Pipe(), err = Pipe()

@@ -305,17 +305,6 @@ func scratchFolders(of pid: pid_t) throws -> [String] {
 
     /// gmtool under `ulimit -f` (bash counts kilobytes; POSIX sh would count 512-byte blocks).
     func limited(_ kilobytes: Int, _ arguments: [String]) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "ulimit -f \(kilobytes) && exec \"$0\" \"$@\"", Paths.binary.path] + arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
+        try run(URL(fileURLWithPath: "/bin/bash"), ["-c", "ulimit -f \(kilobytes) && exec \"$0\" \"$@\"", Paths.binary.path] + arguments)
     }
 }
