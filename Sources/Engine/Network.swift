@@ -104,8 +104,8 @@ public final class Network: @unchecked Sendable {
     /// One workspace per chunk of the largest batch so far.
     private var workspaces: [Workspace] = []
     private var workspacesHaveGradients = false
-    /// d(sum of losses)/dw of every trainable parameter since the last reset, in Double: each
-    /// pass adds its chunks' float sums here in chunk order.
+    /// d(sum of losses)/dw of every trainable parameter since the last reset, in Double: the
+    /// chunks' float sums are added here in chunk order when the gradients are read.
     private var gradientTotals: [UnsafeMutableBufferPointer<Double>] = []
     /// The checkpoint the model came from.
     public var checkpoint: Checkpoint { model.checkpoint }
@@ -164,12 +164,13 @@ public final class Network: @unchecked Sendable {
     public var inputCount: Int { inputShape.reduce(1, *) }
 
     /// The most images one chunk holds.
-    public static let chunkLimit = 32
+    public static let chunkLimit = 64
 
     /// The chunks a batch of `count` images is cut into: ceil(count / chunkLimit) contiguous
     /// ranges of near-equal size. Every kernel runs on one chunk at a time, and everything that
     /// sums over images (losses, parameter gradients, BatchNorm's batch statistics) sums per chunk
-    /// and then over the chunks in chunk order. The cut depends on `count` alone, never on the
+    /// and then over the chunks in chunk order. (64 keeps the GEMMs of a 100-image batch as large
+    /// as two workers' halves were; smaller chunks measured slower on 2 cores.) The cut depends on `count` alone, never on the
     /// number of workers, so results are the same bytes for any `--threads` (a BLAS call's
     /// rounding can depend on its matrix sizes, which is why the sizes must not follow the workers).
     public static func chunks(_ count: Int) -> [Range<Int>] {
@@ -208,6 +209,8 @@ public final class Network: @unchecked Sendable {
     private func prepareWorkspaces(_ ranges: [Range<Int>], gradients: Bool) {
         let capacity = ranges.map(\.count).max() ?? 0
         if workspaces.count >= ranges.count, (workspaces.first?.capacity ?? 0) >= capacity, workspacesHaveGradients || !gradients { return }
+        // New workspaces: what the old ones accumulated goes into the totals first.
+        commitGradients()
         workspaces = (0..<ranges.count).map { _ in
             Workspace(nodes: nodes, trainable: trainableParameters, capacity: capacity, withGradients: gradients)
         }
@@ -332,14 +335,18 @@ public final class Network: @unchecked Sendable {
             }
             if accumulateGradients { self.runBackward(chunks: mine, ranges: ranges, training: training) }
         }
-        if accumulateGradients { commitGradients(chunkCount: ranges.count) }
         if trainingSeed != nil { updateMovingStatistics(batch: count) }
         return results.reduce(PassTotals(), +)
     }
 
-    /// Adds every chunk's float gradient sums into the Double totals, in chunk order, and zeroes
-    /// them. The workers split each parameter's elements, so the order per element is fixed.
-    private func commitGradients(chunkCount: Int) {
+    /// Adds every chunk workspace's float gradient sums into the Double totals, in chunk order,
+    /// and zeroes them. Chunk k of every batch accumulates into workspace k, in batch order,
+    /// whichever worker ran it; the totals are read only through this, so the order per element is
+    /// fixed. (Committing after every batch cost about 10% of a gradient pass.) The workers split
+    /// each parameter's elements.
+    private func commitGradients() {
+        guard workspacesHaveGradients, !gradientTotals.isEmpty else { return }
+        let chunkCount = workspaces.count
         let participants = workerCount
         onWorkers(participants) { worker in
             for (slot, total) in self.gradientTotals.enumerated() {
@@ -398,6 +405,7 @@ public final class Network: @unchecked Sendable {
     /// parameter; afterwards every total is zero again.
     public func withMeanGradients<T>(imageCount: Int, _ body: ([UnsafeMutablePointer<Float>]) throws -> T) rethrows -> T {
         precondition(workspacesHaveGradients, "no gradient pass was run")
+        commitGradients()
         let scale = 1 / Double(max(1, imageCount))
         // The first chunk's accumulators are zero after the commit: they hold the mean meanwhile.
         let target = workspaces[0].parameterGradients
@@ -446,15 +454,19 @@ public final class Network: @unchecked Sendable {
         }
     }
 
-    /// Zeroes the gradient totals.
+    /// Zeroes the gradient totals and every chunk's accumulators.
     public func resetGradients() {
         for total in gradientTotals { total.update(repeating: 0) }
+        for workspace in workspaces where workspacesHaveGradients {
+            for (pointer, count) in zip(workspace.parameterGradients, workspace.parameterCounts) { pointer.update(repeating: 0, count: count) }
+        }
     }
 
     /// The accumulated d(sum of losses)/dw of every trainable parameter divided by `imageCount`
     /// (so it is the gradient of the mean loss); resets the totals.
     public func takeGradients(imageCount: Int) -> [(parameter: Parameter, gradient: [Float])] {
         guard !gradientTotals.isEmpty else { return trainableParameters.map { ($0, [Float](repeating: 0, count: $0.weight.elementCount)) } }
+        commitGradients()
         let scale = 1 / Double(max(1, imageCount))
         return trainableParameters.enumerated().map { slot, parameter in
             let total = gradientTotals[slot]

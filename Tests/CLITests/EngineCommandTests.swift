@@ -144,14 +144,15 @@ func writeRecords(_ path: String, labels: [UInt8], extraBytes: Int = 0) throws {
     }
 }
 
-/// `grad`, `prune` and `eval` give the same bytes for any --threads, run after run: 70 images in
-/// batches of 50 are chunks of 25, 25 and 20, which one, two or three workers share differently.
+/// `grad`, `prune` and `eval` give the same bytes for any --threads, run after run: 170 images in
+/// batches of 150 are chunks of 50, 50, 50 and then 20, which one, two or three workers share
+/// differently.
 @Suite struct ThreadCountTests {
     @Test func sameBytesForOneTwoAndThreeThreads() throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-threads-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let data = ["--data", Shared.data, "--limit", "70", "--batch-size", "50"]
+        let data = ["--data", Shared.data, "--limit", "170", "--batch-size", "150"]
         var outputs: [String: Data] = [:]
         for run in ["1", "2", "3", "2"].enumerated() {
             let threads = ["--threads", run.element]

@@ -10,9 +10,10 @@ import Testing
     @Test func chunksDependOnTheBatchAlone() {
         #expect(Network.chunks(0).isEmpty)
         #expect(Network.chunks(1) == [0..<1])
-        #expect(Network.chunks(32) == [0..<32])
-        #expect(Network.chunks(33) == [0..<17, 17..<33])
-        #expect(Network.chunks(100) == [0..<25, 25..<50, 50..<75, 75..<100])
+        #expect(Network.chunks(64) == [0..<64])
+        #expect(Network.chunks(65) == [0..<33, 33..<65])
+        #expect(Network.chunks(100) == [0..<50, 50..<100])
+        #expect(Network.chunks(150) == [0..<50, 50..<100, 100..<150])
         for count in 1...300 {
             let chunks = Network.chunks(count)
             #expect(chunks.first?.lowerBound == 0 && chunks.last?.upperBound == count)
@@ -37,19 +38,23 @@ import Testing
     }
 
     /// An inference-mode gradient pass and a training-mode pass (batch statistics, Dropout in
-    /// seqcnn) over 70 images: three chunks, which 1, 2 and 3 workers share out differently.
+    /// seqcnn) over 150 images: three chunks, which 1, 2 and 3 workers share out differently; the
+    /// gradient pass runs twice (150 then 70 images), so chunk accumulators carry across batches.
     func outcome(model: String, workers: Int, training: Bool) throws -> Outcome {
         let checkpoint = try Checkpoint.open(fixtures.appendingPathComponent("\(model)_k2.h5").path)
         let network = try Network(model: try Model(checkpoint: checkpoint), inputShape: [32, 32, 3], workers: workers)
-        let (images, labels) = batch(70)
-        let totals = images.withUnsafeBufferPointer { x in
-            labels.withUnsafeBufferPointer { y in
-                network.pass(images: x.baseAddress!, labels: y.baseAddress!, count: 70, accumulateGradients: true,
-                             trainingSeed: training ? 3 : nil)
+        let (images, labels) = batch(150)
+        var totals = PassTotals()
+        for count in training ? [150] : [150, 70] {
+            totals = totals + images.withUnsafeBufferPointer { x in
+                labels.withUnsafeBufferPointer { y in
+                    network.pass(images: x.baseAddress!, labels: y.baseAddress!, count: count, accumulateGradients: true,
+                                 trainingSeed: training ? 3 : nil)
+                }
             }
         }
-        let gradients = network.takeGradients(imageCount: 70).map { $0.gradient.map(\.bitPattern) }
-        let probabilities = images.withUnsafeBufferPointer { network.predict(images: $0.baseAddress!, count: 70) }
+        let gradients = network.takeGradients(imageCount: totals.images).map { $0.gradient.map(\.bitPattern) }
+        let probabilities = images.withUnsafeBufferPointer { network.predict(images: $0.baseAddress!, count: 150) }
         return Outcome(loss: totals.lossSum.bitPattern, top1: totals.top1Correct, gradients: gradients,
                        probabilities: probabilities.map(\.bitPattern),
                        weights: network.parameters.map { $0.values.map(\.bitPattern) })

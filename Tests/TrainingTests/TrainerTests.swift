@@ -48,12 +48,12 @@ struct Interrupted: Error {}
 
     /// A run stopped after its first epoch and resumed ends with exactly the weights, masks and
     /// log of an uninterrupted run (seqcnn has Dropout: its masks must repeat too), also when
-    /// each part runs on another number of workers: batches of 40 are two chunks, which one,
+    /// each part runs on another number of workers: batches of 80 are two chunks, which one,
     /// two or three workers share out differently.
     @Test func resumeGivesIdenticalResults() throws {
         let data = try TinyCIFAR()
         let model = try Checkpoint.open(fixtures.appendingPathComponent("seqcnn_k2.h5").path)
-        let plan = settings(epochs: 3, delta: 2, batchSize: 40)
+        let plan = settings(epochs: 3, delta: 2, batchSize: 80)
         let straight = data.path("straight.h5"), resumed = data.path("resumed.h5")
         try trainer(data, source: model, settings: plan, resume: false, workers: 1).run(output: straight)
         do {
