@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """gmtool benchmarks, side by side with the peer tools in the same run.
 
-Usage (from the repository root; see benchmarks/README.md):
-    bash benchmarks/run.sh [--sections stats,throughput,memory] [--n 2000] [--repeats 3]
+Usage (from the repository root):
+    bash benchmarks/run.sh [--sections stats,throughput,memory] [--n 2000] [--repeats 3] [--baseline OLD_GMTOOL]
 
 Sections
   stats       `gmtool stats` on the 13 MB MobileNet alpha 1.0 file vs an h5py script reading
@@ -24,6 +24,9 @@ Sections
               vs TensorFlow 2.15 `model.fit` (benchmarks/tf_fit.py), MobileNet alpha 0.5 and 1.0.
   memory      peak resident memory of `gmtool eval` and `gmtool grad` over 1,000 and 10,000
               images (it must not grow with the image count).
+
+--baseline PATH adds an older gmtool binary (e.g. a release build of an earlier commit) beside the
+current one in the prune and train sections, timed in the same run, to check a change is no slower.
 
 Everything is written under bench-out/ (ignored by git); ../shared stays read-only.
 """
@@ -200,22 +203,30 @@ def section_rule(models, repeats):
     return {"gmtool": mine, "numpy": numpy_rows}
 
 
-def section_prune(models, repeats):
+def section_prune(models, repeats, baseline):
     model = os.path.join(models, "mobilenet_a1.0_top.h5")
     data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg", "data_batch_5.bin")
-    mine = [GMTOOL, "prune", model, "--beta", "0.05", "--gamma", "0.001", "--data", data, "-o", os.path.join(OUT, "pruned-gmtool.h5"), "--quiet"]
+
+    def prune_cmd(binary):
+        return [binary, "prune", model, "--beta", "0.05", "--gamma", "0.001", "--data", data,
+                "-o", os.path.join(OUT, "pruned-gmtool.h5"), "--quiet"]
+    mine = prune_cmd(GMTOOL)
     theirs = [PY, os.path.join(ROOT, "benchmarks", "prune_tf.py"), model, data, os.path.join(OUT, "pruned-tf.h5"), "0.05", "0.001"]
     g = timed(mine, repeats)
+    old = timed(prune_cmd(baseline), repeats) if baseline else None
     t = timed(theirs, repeats)
     a = json.loads(run(mine + ["--json"]).stdout)["pruned_now"]
     b = int(run(theirs).stdout.split()[-1])
     print(f"\n== prune: MobileNet alpha 1.0, beta 0.05, gamma 0.001, 10,000 validation images (whole processes)")
     print(f"{'tool':<40}{'best s':>9}{'median s':>10}{'pruned':>12}")
     print(f"{'gmtool prune':<40}{g[0]:>9.2f}{g[1]:>10.2f}{a:>12,}")
+    if old:
+        a_old = json.loads(run(prune_cmd(baseline) + ["--json"]).stdout)["pruned_now"]
+        print(f"{'gmtool prune (baseline binary)':<40}{old[0]:>9.2f}{old[1]:>10.2f}{a_old:>12,}")
     print(f"{'TensorFlow 2.15 + NumPy + h5py script':<40}{t[0]:>9.2f}{t[1]:>10.2f}{b:>12,}")
     print(f"gmtool is {t[0] / g[0]:.1f}x faster; pruned counts differ by {abs(a - b):,} "
           f"(weights whose |g| lies near gamma, where the two tools' float32 gradients differ)")
-    return {"gmtool_s": g, "tf_s": t, "pruned_gmtool": a, "pruned_tf": b}
+    return {"gmtool_s": g, "baseline_s": old, "tf_s": t, "pruned_gmtool": a, "pruned_tf": b}
 
 
 def pruned_model(models, sparsity):
@@ -281,20 +292,24 @@ def section_sparse(models, n, repeats):
     return {"rows": rows, "break_even": even}
 
 
-def section_train(models):
+def section_train(models, baseline):
     folder = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
     print("\n== training: 40,000 images (data_batch_1-4), batch 128, SGD Nesterov momentum 0.9, no augmentation")
-    print(f"{'model':<26}{'gmtool img/s':>14}{'TF fit img/s':>14}")
+    print(f"{'model':<26}{'gmtool img/s':>14}" + (f"{'baseline img/s':>16}" if baseline else "") + f"{'TF fit img/s':>14}")
     rows = []
+
+    def train_rate(binary, model):
+        out = os.path.join(OUT, "train-bench.h5")
+        run([binary, "train", model, "--data", folder, "--epochs", "1", "--batch-size", "128", "--lr", "0.01", "--nesterov",
+             "--no-augment", "-o", out, "--quiet", "--log", os.path.join(OUT, "train-bench.csv")])
+        return json.load(open(os.path.join(OUT, "train-bench.json")))[-1]["train_images_per_second"]
     for alpha in (0.5, 1.0):
         model = os.path.join(models, f"mobilenet_a{alpha}_top.h5")
-        out = os.path.join(OUT, "train-bench.h5")
-        run([GMTOOL, "train", model, "--data", folder, "--epochs", "1", "--batch-size", "128", "--lr", "0.01", "--nesterov",
-             "--no-augment", "-o", out, "--quiet", "--log", os.path.join(OUT, "train-bench.csv")])
-        mine = json.load(open(os.path.join(OUT, "train-bench.json")))[-1]["train_images_per_second"]
+        mine = train_rate(GMTOOL, model)
+        old = train_rate(baseline, model) if baseline else None
         theirs = json.loads(run([PY, os.path.join(ROOT, "benchmarks", "tf_fit.py"), model, folder, "128"]).stdout)["images_per_second"]
-        print(f"{'MobileNet alpha ' + str(alpha):<26}{mine:>14,.0f}{theirs:>14,.0f}")
-        rows.append({"alpha": alpha, "gmtool": mine, "tf": theirs})
+        print(f"{'MobileNet alpha ' + str(alpha):<26}{mine:>14,.0f}" + (f"{old:>16,.0f}" if old else "") + f"{theirs:>14,.0f}")
+        rows.append({"alpha": alpha, "gmtool": mine, "baseline": old, "tf": theirs})
     print("(gmtool: the training steps of its first epoch; TensorFlow: model.fit's second epoch, after tracing)")
     return rows
 
@@ -322,6 +337,7 @@ def main():
     ap.add_argument("--sections", default="stats,throughput,rule,prune,export,sparse,train,memory")
     ap.add_argument("--n", type=int, default=2000, help="images for the throughput section")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline", help="an older gmtool binary, timed beside this one in prune and train")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     models = prepare_peers()
@@ -340,13 +356,13 @@ def main():
     if "rule" in sections:
         results["rule"] = section_rule(models, args.repeats)
     if "prune" in sections:
-        results["prune"] = section_prune(models, args.repeats)
+        results["prune"] = section_prune(models, args.repeats, args.baseline)
     if "export" in sections:
         results["export"] = section_export(models, args.repeats)
     if "sparse" in sections:
         results["sparse"] = section_sparse(models, args.n, args.repeats)
     if "train" in sections:
-        results["train"] = section_train(models)
+        results["train"] = section_train(models, args.baseline)
     if "memory" in sections:
         results["memory"] = section_memory(models)
     with open(os.path.join(OUT, "results.json"), "w") as f:
