@@ -27,6 +27,11 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .long, help: "For a sparse export: run its kernels dense instead of as CSR.")
     var denseKernels = false
 
+    func validate() throws {
+        guard CommandChecks.enabled else { return }
+        if dataOptions.data.isEmpty { throw ValidationError("--data is required") }
+    }
+
     func run() throws {
         let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
