@@ -207,7 +207,10 @@ public func betaForTargetSparsity(_ model: Model, targets: [PruningTarget], grad
     guard needed <= candidates.count else {
         let best = Double(zerosNow + candidates.count) / Double(max(1, totalParameters))
         let gammas = Set(targets.map(\.gamma)).sorted().map { $0.isFinite ? String(format: "%g", Double($0)) : "inf" }
-        throw PruningError("sparsity \(target) is out of reach with gamma \(gammas.joined(separator: ", ")): at most \(String(format: "%.6f", best)) of all parameters can be zero")
+        // Enough digits that the bound printed is below the target printed (0.9999994 is not "1.000000").
+        var digits = 6
+        while digits < 17, Double(String(format: "%.\(digits)f", best))! >= target { digits += 1 }
+        throw PruningError("sparsity \(target) is out of reach with gamma \(gammas.joined(separator: ", ")): at most \(String(format: "%.\(digits)f", best)) of all parameters can be zero")
     }
     return kthSmallest(&candidates, needed - 1).nextUp
 }

@@ -41,6 +41,7 @@ struct DataOptions: ParsableArguments {
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
         if scale == .meanstd && (mean == nil || std == nil) { throw ValidationError("--scale meanstd needs --mean and --std") }
         if scale != .meanstd && (mean != nil || std != nil) { throw ValidationError("--mean/--std only apply with --scale meanstd") }
+        _ = try scaling  // --mean/--std that do not parse are a usage error too
     }
 
     var scaling: InputScaling {
