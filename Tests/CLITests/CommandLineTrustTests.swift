@@ -198,6 +198,12 @@ import Testing
                             "sparsity 0.999999 is out of reach with gamma inf: at most 0.992672 of all parameters can be zero")
     }
 
+    /// An object path joined from "/" and "/weights/..." is printed with single slashes.
+    @Test func errorPathsHaveNoDoubleSlashes() {
+        #expect(CheckpointError(file: "m.h5", object: "//weights//model_weights/c1", problem: "missing").description
+            == "m.h5: /weights/model_weights/c1: missing")
+    }
+
     /// The per-kernel smaller encoding reads back: import gives back the same weights.
     @Test func smallerEncodingPerKernelRoundTrips() throws {
         let pruned = path("p.h5"), sparse = path("s.h5"), dense = path("d.h5")
