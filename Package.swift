@@ -80,6 +80,6 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelState", "KerasCheckpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
-        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "MalformedFiles"]),
+        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "ModelState", "MalformedFiles"]),
     ]
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Swift unit, golden and CLI tests, then the Python interop tests that check
-# gmtool's output files with real Keras. Installs what it needs first (scripts/setup.sh).
+# gmtool's output files with real Keras, then every example command of README.md and docs/CLI.md
+# (scripts/check-examples.sh). Installs what it needs first (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --python
@@ -12,3 +13,4 @@ trap 'rm -rf "$interop_dir"' EXIT
 GMTOOL_INTEROP_OUT="$interop_dir" swift test --skip-build 2>&1 | tee "$interop_dir/swift-test.log"
 GMTOOL_INTEROP_OUT="$interop_dir" GMTOOL_BIN="$(swift build --show-bin-path)/gmtool" \
   .venv/bin/python -m pytest -q Tests/interop
+bash scripts/check-examples.sh "$(swift build --show-bin-path)/gmtool"

@@ -446,6 +446,14 @@ func checkInputFile(_ path: String, kind: String) throws {
     }
 }
 
+/// The size in bytes of the file at `path`, through symbolic links (the target's size, not the
+/// link's), or nil when it cannot be read.
+public func fileSize(atPath path: String) -> Int? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    return Int(info.st_size)
+}
+
 func shapeText(_ shape: [Int]) -> String {
     "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
 }

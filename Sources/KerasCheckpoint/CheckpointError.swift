@@ -1,3 +1,5 @@
+import Foundation
+
 /// A problem with a checkpoint a user gave gmtool: which file, which object inside it, and what
 /// is wrong. Its description is the one line the CLI prints.
 public struct CheckpointError: Error, CustomStringConvertible, Sendable {
@@ -8,6 +10,10 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
 
     public init(file: String, object: String = "", problem: String) {
         self.file = file
+        // An HDF5 path joined from a group's path and a name that starts with "/" ("/" + "/weights")
+        // is the same object; it is printed with single slashes.
+        var object = object
+        while object.contains("//") { object = object.replacingOccurrences(of: "//", with: "/") }
         self.object = object
         self.problem = problem
     }

@@ -66,6 +66,7 @@ public func writeAtomically(_ data: Data, to destination: String) throws {
 /// Commands call it before long work, so a bad `-o` fails at once.
 @discardableResult
 public func checkOutput(_ destination: String) throws -> String {
+    guard !destination.isEmpty else { throw CheckpointError(file: "''", problem: "the output path is empty") }
     var target = destination
     var info = stat()
     if lstat(destination, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
@@ -78,6 +79,9 @@ public func checkOutput(_ destination: String) throws -> String {
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), isDirectory.boolValue {
         throw CheckpointError(file: destination, problem: "is a folder, not a file")
+    }
+    guard !destination.hasSuffix("/") else {
+        throw CheckpointError(file: destination, problem: "ends in '/': give a file name, not a folder")
     }
     let folder = URL(fileURLWithPath: target).deletingLastPathComponent().path
     guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {

@@ -13,10 +13,37 @@ public enum JSONValue: Sendable, Equatable {
     /// Parses UTF-8 JSON text. Keras writes `NaN`/`Infinity` for some float fields, which plain
     /// JSON rejects; they are accepted here.
     public static func parse(_ text: String) throws -> JSONValue {
+        try checkDepth(text)
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(
             positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return try decoder.decode(JSONValue.self, from: Data(text.utf8))
+    }
+
+    /// The deepest nesting of arrays and objects `parse` accepts (Foundation's decoder stops at
+    /// 512; a Keras config, nested models included, needs a few dozen).
+    public static let maximumDepth = 500
+
+    /// A document nested deeper than `maximumDepth`.
+    public struct TooDeep: Error { public var limit: Int }
+
+    /// Refuses nesting beyond `maximumDepth`, so it is reported as such rather than as bad JSON.
+    static func checkDepth(_ text: String) throws {
+        var depth = 0, inString = false, escaped = false
+        for byte in text.utf8 {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maximumDepth { throw TooDeep(limit: maximumDepth) }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
     }
 
     public subscript(key: String) -> JSONValue? {

@@ -42,7 +42,9 @@ public struct ModelConfig: Sendable {
     /// Parses a `model_config` JSON document. `source` names the file for error messages.
     public init(json text: String, source: String) throws {
         let root: JSONValue
-        do { root = try JSONValue.parse(text) } catch {
+        do { root = try JSONValue.parse(text) } catch let error as JSONValue.TooDeep {
+            throw CheckpointError(file: source, object: "model_config", problem: "is nested deeper than \(error.limit) levels, gmtool's limit")
+        } catch {
             throw CheckpointError(file: source, object: "model_config", problem: "is not valid JSON")
         }
         try self.init(root, source: source)

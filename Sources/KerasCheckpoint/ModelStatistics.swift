@@ -80,7 +80,7 @@ extension Checkpoint {
         let nonzero = rows.reduce(0) { $0 + $1.nonzero }
         let prunableNonzero = rows.filter(\.prunable).reduce(0) { $0 + $1.nonzero }
         // For the report only (0 if unknown): the file was just opened and read.
-        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        let fileBytes = fileSize(atPath: path) ?? 0
         return ModelStatistics(
             file: path, layout: layout.rawValue, kerasVersion: kerasVersion, fileBytes: fileBytes,
             totalParameters: total, trainableParameters: trainable, nonTrainableParameters: total - trainable,

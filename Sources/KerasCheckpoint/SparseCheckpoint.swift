@@ -34,19 +34,23 @@ public struct SparseKernelReport: Codable, Sendable {
     public var denseBytes: Int
     public var csrBytes: Int
     public var bitmaskBytes: Int
+    /// The encoding this kernel was written in (its group's encoding-type).
+    public var encoding: String
     /// Bytes the member takes in the written file (after compression).
     public var fileBytes: Int
 
     enum CodingKeys: String, CodingKey {
         case layer, role, parameters, stored, denseBytes = "dense_bytes", csrBytes = "csr_bytes"
-        case bitmaskBytes = "bitmask_bytes", fileBytes = "file_bytes"
+        case bitmaskBytes = "bitmask_bytes", encoding, fileBytes = "file_bytes"
     }
 }
 
 extension Checkpoint {
     /// Writes the sparse export of this checkpoint to `path` (atomically). Needs the architecture
-    /// (a full model, or `--config` for weights-only files).
-    public func exportSparse(to path: String, encoding: SparseEncoding, compress: Bool) throws -> [SparseKernelReport] {
+    /// (a full model, or `--config` for weights-only files). `encoding` nil: each kernel in the
+    /// encoding whose payload is smaller (CSR or bitmask; readers decode each group by its own
+    /// encoding-type).
+    public func exportSparse(to path: String, encoding requested: SparseEncoding?, compress: Bool) throws -> [SparseKernelReport] {
         guard let config = modelConfig else {
             throw CheckpointError(file: self.path, problem: "holds no architecture; pass --config so the export is a complete model")
         }
@@ -62,7 +66,7 @@ extension Checkpoint {
                 try root.setAttribute("keras_version", string: kerasVersion ?? "")
                 try root.setAttribute("backend", string: backend ?? "tensorflow")
                 try root.setAttribute("layer_names", strings: config.layers.map(\.name))
-                try root.setAttribute("sparse_encoding", string: encoding.rawValue)
+                try root.setAttribute("sparse_encoding", string: requested?.rawValue ?? "smaller per kernel")
                 try root.setAttribute("source", string: self.path)
                 try root.setAttribute("source_layout", string: layout.rawValue)
                 let provenance = try maskProvenance()
@@ -79,6 +83,10 @@ extension Checkpoint {
                     if weight.prunable {
                         let mask = try self.mask(for: weight)
                         let shape = KernelMatrixShape(role: weight.role, shape: weight.shape)
+                        let csr = shape.csr(of: values, mask: mask)
+                        let csrBytes = 8 * csr.storedCount + 4 * (shape.rows + 1)
+                        let bitmaskBytes = (values.count + 7) / 8 + 4 * csr.storedCount
+                        let encoding = requested ?? (bitmaskBytes < csrBytes ? .bitmask : .csr)
                         let group = try root.createGroup(member)
                         try group.setAttribute("encoding-type", string: encoding.rawValue)
                         try group.setAttribute("encoding-version", string: "0.1.0")
@@ -88,7 +96,6 @@ extension Checkpoint {
                         let stored: Int
                         switch encoding {
                         case .csr:
-                            let csr = shape.csr(of: values, mask: mask)
                             stored = csr.storedCount
                             _ = try group.createDataset("data", shape: [stored], values: csr.values, storage: storage)
                             // scipy accepts int32 or int64 indices: the narrower whenever it fits.
@@ -110,8 +117,8 @@ extension Checkpoint {
                             .reduce(0) { $0 + (try group.dataset($1).storageSize) }
                         reports.append(SparseKernelReport(
                             layer: weight.layerName, role: weight.role.description, parameters: values.count, stored: stored,
-                            denseBytes: 4 * values.count, csrBytes: 8 * stored + 4 * (shape.rows + 1),
-                            bitmaskBytes: (values.count + 7) / 8 + 4 * stored, fileBytes: dataBytes))
+                            denseBytes: 4 * values.count, csrBytes: csrBytes, bitmaskBytes: bitmaskBytes,
+                            encoding: encoding.rawValue, fileBytes: dataBytes))
                     } else {
                         object = try root.createDataset(member, shape: weight.shape, values: values, storage: storage)
                     }

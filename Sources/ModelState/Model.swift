@@ -116,6 +116,13 @@ public final class Model {
 
     public func parameter(for weight: CheckpointWeight) -> Parameter? { byPath[weight.datasetPath] }
 
+    /// The `WeightsDigest` of every weight's current values, in model order.
+    public var weightsDigest: String {
+        var digest = WeightsDigest()
+        for parameter in parameters { digest.add(parameter.values) }
+        return digest.hex
+    }
+
     public var totalParameters: Int { parameters.reduce(0) { $0 + $1.weight.elementCount } }
     public var nonzeroParameters: Int { parameters.reduce(0) { $0 + $1.nonzeroCount } }
     /// Zero parameters over all parameters.

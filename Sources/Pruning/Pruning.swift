@@ -29,7 +29,7 @@ public struct PruningTarget: Sendable {
 }
 
 /// One kernel's outcome of a pruning step.
-public struct WeightPruning: Codable, Sendable {
+public struct WeightPruning: Encodable, Sendable {
     public var layer: String
     public var weight: String
     public var role: String
@@ -48,7 +48,24 @@ public struct WeightPruning: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case layer, weight, role, parameters, nonzeroBefore = "nonzero_before", prunedNow = "pruned_now"
-        case prunedTotal = "pruned_total", nonzeroAfter = "nonzero_after", sparsity, beta, gamma
+        case prunedTotal = "pruned_total", nonzeroAfter = "nonzero_after", sparsity, beta, gamma, gammaIsInfinite = "gamma_is_infinite"
+    }
+
+    /// JSON has no infinity: gamma = inf (magnitude only) is `"gamma": null, "gamma_is_infinite":
+    /// true`, as everywhere in gmtool's JSON (`encodeGamma`).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(layer, forKey: .layer)
+        try c.encode(weight, forKey: .weight)
+        try c.encode(role, forKey: .role)
+        try c.encode(parameters, forKey: .parameters)
+        try c.encode(nonzeroBefore, forKey: .nonzeroBefore)
+        try c.encode(prunedNow, forKey: .prunedNow)
+        try c.encode(prunedTotal, forKey: .prunedTotal)
+        try c.encode(nonzeroAfter, forKey: .nonzeroAfter)
+        try c.encode(sparsity, forKey: .sparsity)
+        try c.encode(beta, forKey: .beta)
+        try encodeGamma(gamma, in: &c, value: .gamma, flag: .gammaIsInfinite)
     }
 
     /// What the checkpoint writer stores on this kernel's mask dataset.
@@ -190,7 +207,10 @@ public func betaForTargetSparsity(_ model: Model, targets: [PruningTarget], grad
     guard needed <= candidates.count else {
         let best = Double(zerosNow + candidates.count) / Double(max(1, totalParameters))
         let gammas = Set(targets.map(\.gamma)).sorted().map { $0.isFinite ? String(format: "%g", Double($0)) : "inf" }
-        throw PruningError("sparsity \(target) is out of reach with gamma \(gammas.joined(separator: ", ")): at most \(String(format: "%.6f", best)) of all parameters can be zero")
+        // Enough digits that the bound printed is below the target printed (0.9999994 is not "1.000000").
+        var digits = 6
+        while digits < 17, Double(String(format: "%.\(digits)f", best))! >= target { digits += 1 }
+        throw PruningError("sparsity \(target) is out of reach with gamma \(gammas.joined(separator: ", ")): at most \(String(format: "%.\(digits)f", best)) of all parameters can be zero")
     }
     return kthSmallest(&candidates, needed - 1).nextUp
 }
@@ -242,4 +262,11 @@ public func targetsForSparsity(_ model: Model, targets: [PruningTarget], gradien
         for index in chosen.indices { chosen[index].beta = beta }
     }
     return chosen
+}
+
+/// Writes a gamma to JSON: the number, or `null` with `flag` true when it is infinite (the rule
+/// is magnitude-only), so every JSON gmtool prints says infinity the same way.
+public func encodeGamma<Key: CodingKey>(_ gamma: Float, in container: inout KeyedEncodingContainer<Key>, value: Key, flag: Key) throws {
+    if gamma.isFinite { try container.encode(Double(gamma), forKey: value) } else { try container.encodeNil(forKey: value) }
+    try container.encode(!gamma.isFinite, forKey: flag)
 }

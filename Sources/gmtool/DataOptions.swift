@@ -14,7 +14,7 @@ struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "Split to read from a folder: test (test_batch), validation (data_batch_5) or train (data_batch_1-4). Default: test for eval and grad, validation for prune.")
     var split: CIFARDataset.Split?
 
-    @Option(name: .long, help: "Use only the first N images.")
+    @Option(name: .long, parsing: .unconditional, help: "Use only the first N images.")
     var limit: Int?
 
     @Option(name: .long, help: "Input scaling: unit (x/255), symmetric (x/127.5-1), raw (0..255) or meanstd (with --mean/--std).")
@@ -26,20 +26,22 @@ struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "Per-channel standard deviations on the 0-1 scale for --scale meanstd.")
     var std: String?
 
-    @Option(name: .long, help: "Images per batch.")
+    @Option(name: .long, parsing: .unconditional, help: "Images per batch.")
     var batchSize: Int = 100
 
-    @Option(name: .long, help: "Worker threads (default: one per core).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker threads (default: one per core).")
     var threads: Int?
 
     enum ScaleName: String, ExpressibleByArgument, CaseIterable { case unit, symmetric, raw, meanstd }
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
         if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
         if scale == .meanstd && (mean == nil || std == nil) { throw ValidationError("--scale meanstd needs --mean and --std") }
         if scale != .meanstd && (mean != nil || std != nil) { throw ValidationError("--mean/--std only apply with --scale meanstd") }
+        _ = try scaling  // --mean/--std that do not parse are a usage error too
     }
 
     var scaling: InputScaling {

@@ -27,9 +27,17 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .long, help: "For a sparse export: run its kernels dense instead of as CSR.")
     var denseKernels = false
 
+    func validate() throws {
+        guard CommandChecks.enabled else { return }
+        if dataOptions.data.isEmpty { throw ValidationError("--data is required") }
+    }
+
     func run() throws {
         let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
+        if denseKernels && model.checkpoint.layout != .sparseExport {
+            throw CommandError("\(model.path): --dense-kernels applies only to a sparse export (this is a \(model.checkpoint.layout.rawValue) checkpoint, run dense anyway)")
+        }
         let sparse = model.checkpoint.layout == .sparseExport && !denseKernels
         let network = try dataOptions.network(model, for: dataset, sparseKernels: sparse)
         let bar = ProgressBar(total: dataset.count, label: "eval", quiet: quiet || json)

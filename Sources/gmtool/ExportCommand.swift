@@ -9,7 +9,8 @@ struct ExportCommand: ParsableCommand {
         discussion: """
             Every Conv2D, DepthwiseConv2D, SeparableConv2D and Dense kernel becomes a group in \
             anndata's csr_matrix encoding (data, indices, indptr; rows = output channels; int32 \
-            indices), readable with h5py + scipy.sparse.csr_matrix. Biases, BatchNorm and the model \
+            indices), readable with h5py + scipy.sparse.csr_matrix, or a bitmask group (packed bits \
+            + the stored values); without --csr or --format each kernel gets the smaller of the two. Biases, BatchNorm and the model \
             config are kept, so the file alone is a complete model: `gmtool eval` and `gmtool stats` \
             read it directly, `gmtool import` turns it back into a Keras checkpoint. Where the model \
             has gmtool masks, the stored entries are the mask's 1 bits.
@@ -18,10 +19,10 @@ struct ExportCommand: ParsableCommand {
 
     @OptionGroup var checkpoint: CheckpointOptions
 
-    @Flag(name: .long, help: "CSR encoding (the default).")
+    @Flag(name: .long, help: "CSR for every kernel (same as --format csr).")
     var csr = false
 
-    @Option(name: .long, help: "Kernel encoding: csr (anndata csr_matrix) or bitmask (packed bits + non-zero values).")
+    @Option(name: .long, help: "Kernel encoding for every kernel: csr (anndata csr_matrix) or bitmask (packed bits + non-zero values). Default: the smaller of the two per kernel.")
     var format: Format?
 
     @Option(name: [.short, .long], help: "Output file.")
@@ -36,6 +37,7 @@ struct ExportCommand: ParsableCommand {
     enum Format: String, ExpressibleByArgument, CaseIterable { case csr, bitmask }
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }
         if csr && format == .bitmask { throw ValidationError("--csr and --format bitmask contradict each other") }
         if samePath(output, checkpoint.model) {
             throw ValidationError("the output would overwrite the model")
@@ -43,36 +45,47 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
+        try checkOutput(output)
         let model = try checkpoint.open()
-        let encoding: SparseEncoding = format == .bitmask ? .bitmask : .csr
+        let encoding: SparseEncoding? = csr || format == .csr ? .csr : format == .bitmask ? .bitmask : nil
         let start = Date()
         let reports = try model.exportSparse(to: output, encoding: encoding, compress: !noCompression)
         let seconds = Date().timeIntervalSince(start)
         // Sizes for the report only (0 if unknown): both files were just read and written.
-        let inputBytes = (try? FileManager.default.attributesOfItem(atPath: model.path)[.size] as? Int) ?? 0
-        let outputBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        let inputBytes = fileSize(atPath: model.path) ?? 0
+        let outputBytes = fileSize(atPath: output) ?? 0
         let dense = reports.reduce(0) { $0 + $1.denseBytes }
         let csrTotal = reports.reduce(0) { $0 + $1.csrBytes }
         let bitmaskTotal = reports.reduce(0) { $0 + $1.bitmaskBytes }
         let stored = reports.reduce(0) { $0 + $1.fileBytes }
-        let summary = ExportSummary(model: model.path, output: output, encoding: encoding.rawValue, compressed: !noCompression,
+        let summary = ExportSummary(model: model.path, output: output, encoding: encoding?.rawValue ?? "smaller per kernel", compressed: !noCompression,
                                     kernels: reports, denseKernelBytes: dense, csrBytes: csrTotal, bitmaskBytes: bitmaskTotal,
                                     storedKernelBytes: stored, inputFileBytes: inputBytes, outputFileBytes: outputBytes, seconds: seconds)
-        for report in reports where report.csrBytes > report.denseBytes && encoding == .csr {
-            FileHandle.standardError.write(Data("warning: \(report.layer) \(report.role) is \(percent(Double(report.stored) / Double(max(1, report.parameters)), digits: 0)) dense: CSR (\(grouped(report.csrBytes)) B) is larger than dense (\(grouped(report.denseBytes)) B)\n".utf8))
+        // Asked for CSR everywhere: one line for the kernels where it is larger than dense.
+        let tooDense = reports.filter { $0.csrBytes > $0.denseBytes }
+        if encoding == .csr, !tooDense.isEmpty {
+            let names = tooDense.prefix(5).map { "\($0.layer)/\($0.role)" }.joined(separator: ", ") + (tooDense.count > 5 ? " and \(tooDense.count - 5) more" : "")
+            let bitmaskBytes = tooDense.reduce(0) { $0 + $1.bitmaskBytes }, csrBytes = tooDense.reduce(0) { $0 + $1.csrBytes }
+            FileHandle.standardError.write(Data("warning: CSR is larger than dense for \(tooDense.count) of \(reports.count) kernels (\(names)): \(byteSize(csrBytes)) as CSR, \(byteSize(bitmaskBytes)) as bitmask; leave out --csr for the smaller encoding per kernel\n".utf8))
         }
         if json { try printJSON(summary); return }
-        var table = TextTable(headers: ["layer", "weight", "params", "stored", "dense B", "csr B", "bitmask B", "in file B", "ratio"],
-                              rightAligned: [2, 3, 4, 5, 6, 7, 8])
+        var table = TextTable(headers: ["layer", "weight", "params", "stored", "dense B", "csr B", "bitmask B", "encoding", "in file B", "ratio"],
+                              rightAligned: [2, 3, 4, 5, 6, 8, 9])
         for r in reports {
             table.rows.append([r.layer, r.role, grouped(r.parameters), grouped(r.stored), grouped(r.denseBytes), grouped(r.csrBytes),
-                               grouped(r.bitmaskBytes), grouped(r.fileBytes), String(format: "%.2fx", Double(r.denseBytes) / Double(max(1, r.fileBytes)))])
+                               grouped(r.bitmaskBytes), r.encoding == SparseEncoding.bitmask.rawValue ? "bitmask" : "csr", grouped(r.fileBytes),
+                               String(format: "%.2fx", Double(r.denseBytes) / Double(max(1, r.fileBytes)))])
         }
         print(table.render())
         print("")
         print("kernels:   \(byteSize(dense)) dense, \(byteSize(csrTotal)) as CSR, \(byteSize(bitmaskTotal)) as bitmask (before compression); \(byteSize(stored)) stored")
-        print("smaller:   \(bitmaskTotal < csrTotal ? "bitmask" : "CSR") for this model (\(byteSize(min(bitmaskTotal, csrTotal))) vs \(byteSize(max(bitmaskTotal, csrTotal))))")
-        print("files:     \(model.path) \(byteSize(inputBytes)) -> \(output) \(byteSize(outputBytes)) (\(String(format: "%.2fx", Double(inputBytes) / Double(max(1, outputBytes)))) smaller), \(encoding.rawValue)\(noCompression ? "" : " + deflate/shuffle"), \(String(format: "%.2f", seconds)) s")
+        if let encoding {
+            print("smaller:   \(bitmaskTotal < csrTotal ? "bitmask" : "CSR") for this model (\(byteSize(min(bitmaskTotal, csrTotal))) vs \(byteSize(max(bitmaskTotal, csrTotal)))); --\(encoding == .csr ? "csr" : "format bitmask") was asked for")
+        } else {
+            let bitmaskKernels = reports.filter { $0.encoding == SparseEncoding.bitmask.rawValue }.count
+            print("encoding:  the smaller per kernel: \(bitmaskKernels) bitmask, \(reports.count - bitmaskKernels) CSR")
+        }
+        print("files:     \(model.path) \(byteSize(inputBytes)) -> \(output) \(byteSize(outputBytes)) (\(sizeChange(from: inputBytes, to: outputBytes))), \(encoding.map { $0 == .csr ? "csr" : "bitmask" } ?? "smaller per kernel")\(noCompression ? "" : " + deflate/shuffle"), \(String(format: "%.2f", seconds)) s")
     }
 }
 
@@ -111,12 +124,14 @@ struct ImportCommand: ParsableCommand {
     var output: String
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }
         if samePath(output, model) {
             throw ValidationError("the output would overwrite the input")
         }
     }
 
     func run() throws {
+        try checkOutput(output)
         let sparse = try Checkpoint.open(model)
         guard sparse.layout == .sparseExport else {
             throw CommandError("\(model): is not a gmtool sparse export (it is a \(sparse.layout.rawValue) checkpoint)")

@@ -49,3 +49,12 @@ struct TextTable {
 func shapeDescription(_ shape: [Int]) -> String {
     "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
 }
+
+/// "3.16x smaller" or "1.04x larger" for a file of `before` bytes that became `after`; no ratio
+/// against zero.
+func sizeChange(from before: Int, to after: Int) -> String {
+    guard before > 0, after > 0 else { return "size unknown" }
+    if after == before { return "same size" }
+    return after < before ? String(format: "%.2fx smaller", Double(before) / Double(after))
+                          : String(format: "%.2fx larger", Double(after) / Double(before))
+}

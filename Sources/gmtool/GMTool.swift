@@ -16,12 +16,23 @@ struct GMTool: ParsableCommand {
         subcommands: [StatsCommand.self, EvalCommand.self, GradCommand.self, PruneCommand.self, ExportCommand.self, ImportCommand.self, TrainCommand.self]
     )
 
-    /// Runs the command; a problem the user can fix is one line on stderr and exit status 1.
-    /// SIGINT, SIGTERM and SIGHUP remove the temporaries first (exit 128 + the signal).
+    /// Runs the command. Every user error is reported as `gmtool: error: <file or object>:
+    /// <problem>`: a problem with a file is that one line and exit status 1; a problem with the
+    /// command line is that line followed by the command's usage, exit status 64. SIGINT, SIGTERM
+    /// and SIGHUP remove the temporaries first (exit 128 + the signal).
     static func main() {
         Temporaries.removeOnSignals()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if let problem = unknownCommand(arguments) {
+            reportUsageError("\(problem)\nUsage: " + usageString() + "\n  See 'gmtool --help' for more information.")
+        }
         do {
-            var command = try parseAsRoot()
+            // Parse once without the commands' own checks, so an unknown option or a value that does
+            // not parse is what is reported first; then again with them.
+            CommandChecks.enabled = false
+            _ = try parseAsRoot(arguments)
+            CommandChecks.enabled = true
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch let error as UserFacingError {
             FileHandle.standardError.write(Data("gmtool: error: \(error.description)\n".utf8))
@@ -30,9 +41,52 @@ struct GMTool: ParsableCommand {
             fflush(nil)
             _exit(1)
         } catch {
-            exit(withError: error)
+            guard exitCode(for: error) != .success else { exit(withError: error) }  // --help, --version
+            reportUsageError(fullMessage(for: error))
         }
     }
+
+    /// Prints argument-parser's message in gmtool's style (the usage stays) and exits with 64.
+    static func reportUsageError(_ message: String) -> Never {
+        var text = message
+        if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
+        FileHandle.standardError.write(Data("gmtool: error: \(text)\n".utf8))
+        fflush(nil)
+        _exit(ExitCode.validationFailure.rawValue)
+    }
+
+    /// A first argument (or `help`'s argument) that names no command, with the closest name.
+    static func unknownCommand(_ arguments: [String]) -> String? {
+        let names = configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        var candidate = arguments.first
+        if candidate == "help" { candidate = arguments.dropFirst().first }
+        guard let word = candidate, !word.hasPrefix("-"), !names.contains(word), word != "help" else { return nil }
+        let closest = names.min { editDistance($0, word) < editDistance($1, word) }
+        let suggestion = closest.map { editDistance($0, word) <= max(2, word.count / 2) ? " Did you mean '\($0)'?" : "" } ?? ""
+        return "'\(word)' is not a gmtool command.\(suggestion)"
+    }
+}
+
+/// Levenshtein distance, for suggesting the command a user meant.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(1, a.count) where !a.isEmpty {
+        var previous = row[0]
+        row[0] = i
+        for j in stride(from: 1, through: b.count, by: 1) {
+            let current = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = current
+        }
+    }
+    return a.isEmpty ? b.count : row[b.count]
+}
+
+/// Whether the commands' `validate()` checks run: `main` parses once without them (so a
+/// misspelt option is reported before a check it would have satisfied), then with them.
+enum CommandChecks {
+    nonisolated(unsafe) static var enabled = true
 }
 
 /// Errors whose description is a complete one-line message for the user (file, object, problem).

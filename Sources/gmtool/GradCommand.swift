@@ -13,7 +13,8 @@ struct GradCommand: ParsableCommand {
             C is the mean categorical cross-entropy over the chosen images (BatchNorm in \
             inference mode, dropout off). Each gradient is a float32 dataset at the same HDF5 path \
             its weight has in the checkpoint; root attributes record the images, loss, data and \
-            scaling. `gmtool prune --gradients` reuses the file.
+            scaling, and the digest of the weights they were taken on (weights_digest). `gmtool prune \
+            --gradients` reuses the file for the same weights only.
             """
     )
 
@@ -30,19 +31,22 @@ struct GradCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }
+        if dataOptions.data.isEmpty { throw ValidationError("--data is required") }
         if samePath(output, checkpoint.model) {
             throw ValidationError("the output would overwrite the model")
         }
     }
 
     func run() throws {
+        try checkOutput(output)
         let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
         let network = try dataOptions.network(model, for: dataset)
         let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet || json)
         let report = try network.gradients(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
         try GradientFile.write(
-            to: output, gradients: report.gradients,
+            to: output, gradients: report.gradients, weightsDigest: model.weightsDigest,
             textAttributes: ["model": model.path, "data": dataset.files.map(\.path).joined(separator: ","),
                              "scaling": dataset.scaling.description, "loss_function": "mean categorical cross-entropy",
                              "tool": "gmtool \(gmtoolVersion)"],

@@ -22,13 +22,13 @@ struct PruneCommand: ParsableCommand {
 
     @OptionGroup var checkpoint: CheckpointOptions
 
-    @Option(name: .long, help: "Magnitude threshold: prune where |w| < beta.")
+    @Option(name: .long, parsing: .unconditional, help: "Magnitude threshold: prune where |w| < beta.")
     var beta: Float?
 
-    @Option(name: .long, help: "Gradient threshold: prune only where |dC/dw| < gamma (default: inf, magnitude only).")
+    @Option(name: .long, parsing: .unconditional, help: "Gradient threshold: prune only where |dC/dw| < gamma (default: inf, magnitude only).")
     var gamma: Float = .infinity
 
-    @Option(name: .long, help: "Find the beta that makes this fraction of all parameters zero (0 < S < 1), for the given gamma.")
+    @Option(name: .long, parsing: .unconditional, help: "Find the beta that makes this fraction of all parameters zero (0 < S < 1), for the given gamma.")
     var targetSparsity: Double?
 
     @Flag(name: .long, help: "With --target-sparsity: reach the sparsity in every selected kernel (one beta per kernel) instead of over the whole model.")
@@ -66,8 +66,8 @@ struct PruneCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Evaluate accuracy before and after on this data (.bin files or a folder).")
     var evalData: [String] = []
 
-    @Option(name: .long, help: "Split of --eval-data to evaluate on.")
-    var evalSplit: CIFARDataset.Split = .test
+    @Option(name: .long, help: "Split of --eval-data to evaluate on (default: test).")
+    var evalSplit: CIFARDataset.Split?
 
     @Flag(name: .long, help: "Evaluate accuracy before and after on the gradient images themselves.")
     var evalSame = false
@@ -79,6 +79,7 @@ struct PruneCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }
         if let beta, !(beta >= 0) || !beta.isFinite { throw ValidationError("--beta must be a finite number >= 0") }
         if gamma.isNaN || gamma < 0 { throw ValidationError("--gamma must be a number >= 0") }
         if let targetSparsity, !(targetSparsity > 0 && targetSparsity < 1) {
@@ -88,13 +89,37 @@ struct PruneCommand: ParsableCommand {
         if beta != nil && targetSparsity != nil { throw ValidationError("give --beta or --target-sparsity, not both") }
         if targetSparsity != nil && !layerBeta.isEmpty { throw ValidationError("--layer-beta cannot be combined with --target-sparsity") }
         if perLayer && targetSparsity == nil { throw ValidationError("--per-layer needs --target-sparsity") }
-        if !dryRun {
+        // Options that would do nothing in this combination are refused: the user meant something else.
+        let layerGammas = try parseOverrides(layerGamma, flag: "--layer-gamma")
+        let usesGradient = gamma.isFinite || layerGammas.contains { $0.value.isFinite }
+        let hasData = !dataOptions.data.isEmpty
+        if let gradients {
+            if !usesGradient { throw ValidationError("--gradients \(gradients) is used only with --gamma (or --layer-gamma); without it the rule is magnitude-only") }
+            if hasData && !evalSame { throw ValidationError("--data is not used with --gradients (the gradients come from \(gradients)); for accuracy give --eval-data") }
+            if evalSame { throw ValidationError("--eval-same evaluates on the gradient images, which --gradients does not have; give --eval-data") }
+        } else if usesGradient && !hasData {
+            throw ValidationError("--gamma needs --data (the images for dC/dw) or --gradients (a `gmtool grad` file)")
+        }
+        if evalSame && !hasData { throw ValidationError("--eval-same needs --data") }
+        if evalSame && !evalData.isEmpty { throw ValidationError("give --eval-data or --eval-same, not both") }
+        if hasData && !usesGradient && !evalSame {
+            throw ValidationError("--data is used only with --gamma (the images for dC/dw) or --eval-same; for accuracy give --eval-data")
+        }
+        if dataOptions.split != nil && !hasData { throw ValidationError("--split selects the --data images; it is used only with --gamma and --data") }
+        if evalSplit != nil && evalData.isEmpty { throw ValidationError("--eval-split is used only with --eval-data") }
+        if !hasData && evalData.isEmpty {
+            if dataOptions.limit != nil { throw ValidationError("--limit is used only with --data or --eval-data") }
+        }
+        if dryRun {
+            if output != nil { throw ValidationError("--dry-run writes nothing; drop -o (or drop --dry-run)") }
+            if inPlace { throw ValidationError("--in-place is used only with -o MODEL") }
+        } else {
             guard let output else { throw ValidationError("give the output file with -o (or --dry-run, or -o MODEL --in-place)") }
             let same = samePath(output, checkpoint.model)
             if same && !inPlace { throw ValidationError("the output is the input file; add --in-place to replace it") }
+            if !same && inPlace { throw ValidationError("--in-place is used only when -o is the input file") }
         }
         _ = try parseOverrides(layerBeta, flag: "--layer-beta")
-        _ = try parseOverrides(layerGamma, flag: "--layer-gamma")
     }
 
     private func parseOverrides(_ items: [String], flag: String) throws -> [(pattern: String, value: Float)] {
@@ -108,6 +133,7 @@ struct PruneCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let output, !dryRun { try checkOutput(output) }
         let model = try checkpoint.openModel()
         var settings = PruningSettings(beta: beta ?? 0, gamma: gamma)
         settings.include = include
@@ -116,7 +142,6 @@ struct PruneCommand: ParsableCommand {
         settings.layerGamma = try parseOverrides(layerGamma, flag: "--layer-gamma")
         settings.skipDepthwise = skipDepthwise
         var targets = try settings.targets(in: model.checkpoint)
-        if let output, !dryRun { try checkOutput(output) }
 
         var log = [String]()
         func say(_ line: String) { if json { log.append(line) } else { FileHandle.standardError.write(Data("\(line)\n".utf8)) } }
@@ -127,7 +152,7 @@ struct PruneCommand: ParsableCommand {
         if let gradientData { try dataOptions.check(network!, gradientData) }
         var evaluation = evalSame ? gradientData : nil
         if !evalData.isEmpty {
-            evaluation = try CIFARDataset(paths: evalData, split: evalSplit, limit: dataOptions.limit, scaling: try dataOptions.scaling)
+            evaluation = try CIFARDataset(paths: evalData, split: evalSplit ?? .test, limit: dataOptions.limit, scaling: try dataOptions.scaling)
             try dataOptions.check(network!, evaluation!)
         }
 
@@ -135,7 +160,7 @@ struct PruneCommand: ParsableCommand {
         var gradientSource = "none (gamma = inf: magnitude only)", gradientImages = 0
         var byWeight: [CheckpointWeight: [Float]] = [:]
         if usesGradient, let gradients {
-            byWeight = try GradientFile.read(gradients, for: targets.map(\.weight))
+            byWeight = try GradientFile.read(gradients, for: targets.map(\.weight), weightsDigest: model.weightsDigest)
             gradientSource = gradients
             gradientImages = Int(Double(GradientFile.attribute(gradients, "images") ?? "") ?? 0)
         } else if usesGradient, let network, let gradientData {
@@ -200,7 +225,7 @@ struct PruneCommand: ParsableCommand {
         lines.append("beta \(s.beta.map { "\($0)" } ?? "per kernel"), gamma \(s.gamma); gradients: \(s.gradients)\(s.gradientImages > 0 ? " (\(grouped(s.gradientImages)) images)" : "")")
         lines.append("pruned now:        \(grouped(s.prunedNow)) weights in \(s.layers.count) kernels")
         lines.append("non-zero:          \(grouped(s.nonzeroBefore)) -> \(grouped(s.nonzeroAfter)) of \(grouped(s.totalParameters)) parameters")
-        lines.append("sparsity:          \(percent(s.sparsityBefore)) -> \(percent(s.sparsityAfter)) (\(String(format: "%.2f", Double(s.totalParameters) / Double(max(1, s.nonzeroAfter))))x fewer non-zeros than parameters)")
+        lines.append("sparsity:          \(percent(s.sparsityBefore)) -> \(percent(s.sparsityAfter)) (\(s.nonzeroAfter == 0 ? "no non-zeros left" : String(format: "%.2fx fewer non-zeros than parameters", Double(s.totalParameters) / Double(s.nonzeroAfter))))")
         if let a = s.accuracyBefore, let b = s.accuracyAfter {
             lines.append("top-1 accuracy:    \(percent(a)) -> \(percent(b)) (\(String(format: "%+.2f", (b - a) * 100)) points) on \(s.evaluationData?.joined(separator: ", ") ?? "")")
         }
@@ -234,7 +259,7 @@ struct PruneSummary: Encodable {
     var sparsityAfter: Double { 1 - Double(nonzeroAfter) / Double(max(1, totalParameters)) }
 
     enum CodingKeys: String, CodingKey {
-        case model, output, dryRun = "dry_run", beta, gamma, gradients, gradientImages = "gradient_images", layers
+        case model, output, dryRun = "dry_run", beta, gamma, gammaIsInfinite = "gamma_is_infinite", gradients, gradientImages = "gradient_images", layers
         case totalParameters = "total_parameters", nonzeroBefore = "nonzero_before", nonzeroAfter = "nonzero_after"
         case prunedNow = "pruned_now", accuracyBefore = "accuracy_before", accuracyAfter = "accuracy_after"
         case lossBefore = "loss_before", lossAfter = "loss_after", evaluationData = "evaluation_data", messages
@@ -247,10 +272,10 @@ struct PruneSummary: Encodable {
         try c.encodeIfPresent(output, forKey: .output)
         try c.encode(dryRun, forKey: .dryRun)
         try c.encode(beta, forKey: .beta)  // null: one beta per kernel
-        try c.encode(gamma.isFinite ? Double(gamma) : Double.greatestFiniteMagnitude, forKey: .gamma)
+        try encodeGamma(gamma, in: &c, value: .gamma, flag: .gammaIsInfinite)
         try c.encode(gradients, forKey: .gradients)
         try c.encode(gradientImages, forKey: .gradientImages)
-        try c.encode(layers.map { layer -> WeightPruning in var l = layer; if !l.gamma.isFinite { l.gamma = .greatestFiniteMagnitude }; return l }, forKey: .layers)
+        try c.encode(layers, forKey: .layers)
         try c.encode(totalParameters, forKey: .totalParameters)
         try c.encode(nonzeroBefore, forKey: .nonzeroBefore)
         try c.encode(nonzeroAfter, forKey: .nonzeroAfter)

@@ -31,34 +31,34 @@ struct TrainCommand: ParsableCommand {
     @Option(name: [.short, .long], help: "Output checkpoint, rewritten after every epoch.")
     var output: String
 
-    @Option(name: .long, help: "Epochs to train.")
+    @Option(name: .long, parsing: .unconditional, help: "Epochs to train.")
     var epochs: Int
 
-    @Option(name: .long, help: "Minibatch size.")
+    @Option(name: .long, parsing: .unconditional, help: "Minibatch size.")
     var batchSize: Int = 128
 
     @Option(name: .long, help: "Optimizer: sgd or adam.")
     var optimizer: OptimizerName = .sgd
 
-    @Option(name: .long, help: "Learning rate.")
+    @Option(name: .long, parsing: .unconditional, help: "Learning rate.")
     var lr: Double = 0.01
 
     @Option(name: .long, help: "Learning-rate schedule: constant, step or cosine (over all epochs).")
     var schedule: ScheduleName = .constant
 
-    @Option(name: .long, help: "For --schedule step: epochs between decays.")
+    @Option(name: .long, parsing: .unconditional, help: "For --schedule step: epochs between decays.")
     var stepEpochs: Int = 10
 
-    @Option(name: .long, help: "For --schedule step: decay factor.")
+    @Option(name: .long, parsing: .unconditional, help: "For --schedule step: decay factor.")
     var stepFactor: Double = 0.1
 
-    @Option(name: .long, help: "SGD momentum.")
+    @Option(name: .long, parsing: .unconditional, help: "SGD momentum.")
     var momentum: Float = 0.9
 
     @Flag(name: .long, help: "Nesterov momentum for SGD.")
     var nesterov = false
 
-    @Option(name: .long, help: "Decoupled weight decay (Keras' weight_decay).")
+    @Option(name: .long, parsing: .unconditional, help: "Decoupled weight decay (Keras' weight_decay).")
     var weightDecay: Float = 0
 
     @Flag(name: .long, help: "Turn off the random crop + flip augmentation.")
@@ -67,16 +67,16 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Seed for shuffling, augmentation and dropout.")
     var seed: UInt64 = 1
 
-    @Option(name: .long, help: "Pruning magnitude threshold (omit for a dense run).")
+    @Option(name: .long, parsing: .unconditional, help: "Pruning magnitude threshold (omit for a dense run).")
     var beta: Float?
 
-    @Option(name: .long, help: "Pruning gradient threshold (default: inf, magnitude only).")
+    @Option(name: .long, parsing: .unconditional, help: "Pruning gradient threshold (default: inf, magnitude only).")
     var gamma: Float = .infinity
 
-    @Option(name: .long, help: "Prune after every epoch e with e % delta == 0.")
+    @Option(name: .long, parsing: .unconditional, help: "Prune after every epoch e with e % delta == 0.")
     var delta: Int = 1
 
-    @Option(name: .long, help: "Validation images for each pruning gradient (default: all 10,000).")
+    @Option(name: .long, parsing: .unconditional, help: "Validation images for each pruning gradient (default: all 10,000).")
     var pruneImages: Int?
 
     @Option(name: .long, help: "Prune only layers matching this glob (repeatable).")
@@ -97,7 +97,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Continue the run saved in OUTPUT (same settings) from its last completed epoch.")
     var resume = false
 
-    @Option(name: .long, help: "Worker threads (default: one per core).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker threads (default: one per core).")
     var threads: Int?
 
     @Flag(name: .long, help: "No progress bar.")
@@ -107,12 +107,19 @@ struct TrainCommand: ParsableCommand {
     enum ScheduleName: String, ExpressibleByArgument, CaseIterable { case constant, step, cosine }
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }
         if epochs <= 0 { throw ValidationError("--epochs must be positive") }
         if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if delta <= 0 { throw ValidationError("--delta must be positive") }
         if let beta, !(beta >= 0) || !beta.isFinite { throw ValidationError("--beta must be a finite number >= 0") }
         if gamma.isNaN || gamma < 0 { throw ValidationError("--gamma must be >= 0") }
+        if beta == nil {
+            let unused = [(gamma.isFinite, "--gamma"), (pruneImages != nil, "--prune-images"), (!include.isEmpty, "--include"),
+                          (!exclude.isEmpty, "--exclude"), (skipDepthwise, "--skip-depthwise")].filter(\.0).map(\.1)
+            if let first = unused.first { throw ValidationError("\(first) is used only with --beta (without it the run is dense)") }
+        }
+        if nesterov && optimizer == .adam { throw ValidationError("--nesterov is used only with --optimizer sgd") }
         if scale == .meanstd { throw ValidationError("train supports --scale unit, symmetric or raw") }
         if !resume && samePath(output, checkpoint.model) {
             throw ValidationError("the output would overwrite the model (use another -o; --resume continues an output)")

@@ -1,5 +1,6 @@
 import Foundation
 import KerasCheckpoint
+import ModelState
 import Testing
 
 /// ../shared beside the repository: the reference model and CIFAR-10.
@@ -62,7 +63,7 @@ func writeRecords(_ path: String, labels: [UInt8], extraBytes: Int = 0) throws {
         #expect(result.status == 0, "\(result.stderr)")
         let checkpoint = try Checkpoint.open(Paths.fixture("rescnn_k3.keras"))
         let trainable = checkpoint.weights.filter(\.trainable)
-        let gradients = try GradientFile.read(output, for: trainable)
+        let gradients = try GradientFile.read(output, for: trainable, weightsDigest: try Model(checkpoint: checkpoint).weightsDigest)
         #expect(gradients.count == trainable.count)
         #expect(GradientFile.attribute(output, "images") == "50.0")
         #expect(try json(result)["gradients"] as? Int == trainable.count)

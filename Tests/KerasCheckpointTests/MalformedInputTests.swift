@@ -170,16 +170,48 @@ func change<T: HDF5Scalar>(_ group: HDF5Group, _ name: String, as: T.Type, _ cha
 /// `gmtool grad` files: every failure keeps its cause.
 @Suite struct GradientFileReadTests {
     let weights = try! Checkpoint.open(Fixtures.path("seqcnn_k2.h5")).weights.filter { $0.layerName == "c1" }
+    /// The digest these files claim (any string: `read` compares it with the one it is given).
+    let digest = "0123456789abcdef"
+
+    /// Marks `root` as a gradient file taken on weights with `digest`.
+    func mark(_ root: HDF5Group, digest: String) throws {
+        try root.setAttribute(GradientFile.marker.0, string: GradientFile.marker.1)
+        try root.setAttribute(GradientFile.digestAttribute, string: digest)
+    }
+
+    @Test func onlyGradientFilesOfTheseWeightsWithFiniteValues() throws {
+        let scratch = try ScratchFolder()
+        let model = Fixtures.path("seqcnn_k2.h5")
+        #expect(message { _ = try GradientFile.read(model, for: weights, weightsDigest: digest) }
+            == "\(model): is a model checkpoint, not a gradient file written by `gmtool grad`")
+        let path = scratch.path("grads.h5")
+        do {
+            let root = try HDF5File.create(path).root
+            _ = try root.createDataset("model_weights/c1/c1/kernel:0", shape: [3, 3, 3, 8], values: [Float](repeating: .nan, count: 216))
+            _ = try root.createDataset("model_weights/c1/c1/bias:0", shape: [8], values: [Float](repeating: 0, count: 8))
+        }
+        #expect(message { _ = try GradientFile.read(path, for: weights, weightsDigest: digest) }
+            == "\(path): is not a gradient file written by `gmtool grad` (no gmtool_gradients attribute)")
+        do { try HDF5File.open(path, mode: .readWrite).root.setAttribute(GradientFile.marker.0, string: GradientFile.marker.1) }
+        #expect(message { _ = try GradientFile.read(path, for: weights, weightsDigest: digest) }
+            == "\(path): has no weights_digest attribute: write it again with this version's `gmtool grad`")
+        do { try HDF5File.open(path, mode: .readWrite).root.setAttribute(GradientFile.digestAttribute, string: "fedcba9876543210") }
+        #expect(message { _ = try GradientFile.read(path, for: weights, weightsDigest: digest) }
+            == "\(path): was taken on other weights (weights digest fedcba9876543210, this model's is \(digest))")
+        #expect(message { _ = try GradientFile.read(path, for: weights, weightsDigest: "fedcba9876543210") }
+            == "\(path): /model_weights/c1/c1/kernel:0: holds 216 of 216 values that are NaN or infinite")
+    }
+
 
     @Test func theFileItselfIsNamedForWhatIsWrong() throws {
         let scratch = try ScratchFolder()
-        #expect(message { _ = try GradientFile.read(scratch.url.path, for: weights) } == "\(scratch.url.path): is a directory, not a gradient file")
+        #expect(message { _ = try GradientFile.read(scratch.url.path, for: weights, weightsDigest: digest) } == "\(scratch.url.path): is a directory, not a gradient file")
         let text = scratch.path("grads.h5")
         try Data("not hdf5".utf8).write(to: URL(fileURLWithPath: text))
-        #expect(message { _ = try GradientFile.read(text, for: weights) } == "\(text): is not an HDF5 file (or is truncated)")
+        #expect(message { _ = try GradientFile.read(text, for: weights, weightsDigest: digest) } == "\(text): is not an HDF5 file (or is truncated)")
         let empty = scratch.path("empty.h5")
         try Data().write(to: URL(fileURLWithPath: empty))
-        #expect(message { _ = try GradientFile.read(empty, for: weights) } == "\(empty): is empty")
+        #expect(message { _ = try GradientFile.read(empty, for: weights, weightsDigest: digest) } == "\(empty): is empty")
     }
 
     @Test func datasetsThatDoNotFitAreNamed() throws {
@@ -187,21 +219,22 @@ func change<T: HDF5Scalar>(_ group: HDF5Group, _ name: String, as: T.Type, _ cha
         let path = scratch.path("grads.h5")
         do {
             let root = try HDF5File.create(path).root
+            try mark(root, digest: digest)
             _ = try root.createDataset("model_weights/c1/c1/kernel:0", shape: [27, 8], values: [Float](repeating: 0, count: 216))
         }
-        #expect(message { _ = try GradientFile.read(path, for: weights) }
+        #expect(message { _ = try GradientFile.read(path, for: weights, weightsDigest: digest) }
             == "\(path): /model_weights/c1/c1/kernel:0: shape (27, 8) differs from the weight's (3, 3, 3, 8)")
         do {
             let root = try HDF5File.open(path, mode: .readWrite).root
             try root.removeLink("model_weights/c1/c1/kernel:0")
             _ = try root.createDataset("model_weights/c1/c1/kernel:0", shape: [3, 3, 3, 8], values: [Int32](repeating: 0, count: 216))
         }
-        #expect(message { _ = try GradientFile.read(path, for: weights) } == "\(path): /model_weights/c1/c1/kernel:0: is not floating point")
+        #expect(message { _ = try GradientFile.read(path, for: weights, weightsDigest: digest) } == "\(path): /model_weights/c1/c1/kernel:0: is not floating point")
         do { try HDF5File.open(path, mode: .readWrite).root.removeLink("model_weights/c1/c1/kernel:0") }
         try declareDataset(in: path, at: "/model_weights/c1/c1/kernel:0", shape: [3, 3, 3, 8])
-        #expect(message { _ = try GradientFile.read(path, for: weights) }
+        #expect(message { _ = try GradientFile.read(path, for: weights, weightsDigest: digest) }
             == "\(path): /model_weights/c1/c1/kernel:0: cannot be read (declares 216 float32 values (864 bytes) but the file stores none of them)")
-        #expect(message { _ = try GradientFile.read(path, for: weights.reversed()) }
+        #expect(message { _ = try GradientFile.read(path, for: weights.reversed(), weightsDigest: digest) }
             == "\(path): /model_weights/c1/c1/bias:0: missing: this gradient file was not made for this model")
     }
 }
