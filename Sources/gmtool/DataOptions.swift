@@ -77,7 +77,7 @@ struct DataOptions: ParsableArguments {
         let numpy = paths.filter { $0.hasSuffix(".npy") }
         if !numpy.isEmpty {
             guard numpy.count == 2, paths.count == 2 else {
-                throw ValidationError("NumPy data is two .npy files, images then labels (got \(paths.joined(separator: " ")))")
+                throw DataError(file: paths.joined(separator: " "), problem: "NumPy data is two .npy files, images then labels")
             }
             return try NumPyDataset(images: paths[0], labels: paths[1], channelsFirst: channelsFirst, limit: limit, scaling: try scaling)
         }
