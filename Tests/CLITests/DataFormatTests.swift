@@ -79,3 +79,43 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", x, y, y], ["two .npy files"])
     }
 }
+
+/// A model that is not CIFAR-shaped (48x48x3, 2 classes) from a NumPy pair: evaluated, its
+/// gradients taken, pruned with gradients, the pruned file evaluated again.
+@Suite struct NonCIFARShapeTests {
+    let folder = Paths.fixture("data/small48")
+    var model: String { folder + "/model_48x48_2class.h5" }
+    var data: [String] { [folder + "/x.npy", folder + "/y.npy"] }
+
+    @Test func evalGradAndPruneWithGradients() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-small48-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let keras = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/keras.json"))) as? [String: Double])
+        let eval = try gmtool(["eval", model, "--data"] + data + ["--json"])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let report = try json(eval)
+        #expect(report["images"] as? Int == 8)
+        // Top-1 exactly: the closest two-class margin Keras saw (keras.json, ~0.009) is far above
+        // float32 round-off in a 270-parameter net. Loss: 8 float32 cross-entropies of ~0.69
+        // from sums of at most 4x3x3x4 = 144 products per output; their round-off (~1e-6
+        // relative each) stays under 1e-5.
+        #expect(report["top1_accuracy"] as? Double == keras["accuracy"])
+        #expect(abs((report["mean_loss"] as? Double ?? 0) - (keras["loss"] ?? 0)) < 1e-5)
+
+        let gradients = scratch.appendingPathComponent("g.h5").path
+        let grad = try gmtool(["grad", model, "--data"] + data + ["-o", gradients])
+        #expect(grad.status == 0, "\(grad.stderr)")
+        #expect(FileManager.default.fileExists(atPath: gradients))
+
+        let pruned = scratch.appendingPathComponent("pruned.h5").path
+        let prune = try gmtool(["prune", model, "--beta", "0.05", "--gamma", "0.01", "--data"] + data
+                               + ["--eval-data"] + data + ["-o", pruned, "--json"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        let pruneReport = try json(prune)
+        #expect(pruneReport["gradient_images"] as? Int == 8, "the gradients came from the 8 NumPy images")
+        #expect(pruneReport["accuracy_before"] as? Double == keras["accuracy"])
+        let again = try json(try gmtool(["eval", pruned, "--data"] + data + ["--json"]))
+        #expect((again["nonzero_parameters"] as? Int ?? .max) < (report["nonzero_parameters"] as? Int ?? 0))
+    }
+}
