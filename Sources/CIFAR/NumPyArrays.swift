@@ -219,3 +219,45 @@ public struct NumPyDataset: ImageDataset, @unchecked Sendable {
         }
     }
 }
+
+extension NumPyDataset: TrainingImageSource {
+    public var imageFloats: Int { imageShape.reduce(1, *) }
+
+    /// Fills NHWC floats and labels for the images at `indices`. With `augment`, the same
+    /// augmentation as CIFARTrainingSet's at any size: a crop of the 4-pixel reflect-padded image
+    /// at a random offset, flipped with probability 1/2 (the draws in the same order).
+    public func fill(indices: ArraySlice<Int>, images out: UnsafeMutablePointer<Float>, labels outLabels: UnsafeMutablePointer<Int32>,
+                     augment: Bool, random: inout SplitMix64) {
+        let (h, w, c) = (imageShape[0], imageShape[1], imageShape[2])
+        let floats = h * w * c
+        let sources = (0..<c).map { scaling.sourceChannel($0, of: c) }
+        func reflect(_ i: Int, _ n: Int) -> Int { i < 0 ? min(-i, n - 1) : (i > n - 1 ? max(2 * (n - 1) - i, 0) : i) }
+        for (slot, image) in indices.enumerated() {
+            outLabels[slot] = labels[image]
+            var dx = 4, dy = 4, flip = false
+            if augment {
+                dx = Int(random.next() % 9)
+                dy = Int(random.next() % 9)
+                flip = random.next() & 1 == 1
+            }
+            let destination = out + slot * floats
+            for y in 0..<h {
+                let sy = reflect(y + dy - 4, h)
+                for x in 0..<w {
+                    let sx = reflect(x + dx - 4, w)
+                    let tx = flip ? w - 1 - x : x
+                    for k in 0..<c {
+                        let p = sy * w + sx
+                        let element = image * floats + (channelsFirst ? sources[k] * h * w + p : p * c + sources[k])
+                        let value: Float
+                        switch images.dtype {
+                        case .uint8: value = table[k][Int(images.data.load(fromByteOffset: element, as: UInt8.self))]
+                        default: value = scaling.value(images.data.loadUnaligned(fromByteOffset: element * 4, as: Float.self), channel: k)
+                        }
+                        destination[(y * w + tx) * c + k] = value
+                    }
+                }
+            }
+        }
+    }
+}

@@ -85,6 +85,13 @@ struct DataOptions: ParsableArguments {
         return try CIFARDataset(paths: paths, split: split, limit: limit, scaling: try scaling)
     }
 
+    /// The training form of opened data: CIFAR-10 binary held in memory, a NumPy pair mapped.
+    func trainingSet(_ opened: ImageDataset) throws -> TrainingImageSource {
+        if let cifar = opened as? CIFARDataset { return try CIFARTrainingSet(cifar) }
+        guard let numpy = opened as? NumPyDataset else { throw CommandError("\(opened.sourceFiles.first ?? ""): cannot be trained on") }
+        return numpy
+    }
+
     /// Builds the network for the data's images (checked against `dataset` when given;
     /// CIFAR-10's 32x32x3 when there is none).
     func network(_ model: Model, for dataset: ImageDataset? = nil, sparseKernels: Bool = false) throws -> Network {

@@ -118,4 +118,25 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         let again = try json(try gmtool(["eval", pruned, "--data"] + data + ["--json"]))
         #expect((again["nonzero_parameters"] as? Int ?? .max) < (report["nonzero_parameters"] as? Int ?? 0))
     }
+
+    @Test func trainOneEpochFromNumPy() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-small48-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("trained.h5").path
+        let result = try gmtool(["train", model, "--train-data"] + data + ["--val-data"] + data
+                                + ["--epochs", "1", "--batch-size", "4", "--lr", "0.1", "--beta", "0.05", "--gamma", "0.01", "--delta", "1",
+                                   "-o", output, "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("train: 8 images"), "\(result.stderr)")
+        // The trained file is a model of the same shape whose weights moved.
+        let before = try json(try gmtool(["eval", model, "--data"] + data + ["--json"]))
+        let after = try json(try gmtool(["eval", output, "--data"] + data + ["--json"]))
+        #expect(after["images"] as? Int == 8)
+        #expect(after["mean_loss"] as? Double != before["mean_loss"] as? Double)
+
+        let refused = try gmtool(["train", model, "--train-data"] + data + ["--epochs", "1", "-o", output])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--val-data"))
+    }
 }
