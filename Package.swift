@@ -80,6 +80,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelState", "KerasCheckpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
+        .testTarget(name: "DataTests", dependencies: ["CIFAR"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "ModelState", "MalformedFiles"]),
     ]
 )

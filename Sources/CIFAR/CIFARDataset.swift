@@ -10,6 +10,13 @@ public enum InputScaling: Sendable, Equatable, CustomStringConvertible {
     case raw
     /// (x / 255 - mean[c]) / std[c]
     case meanStd(mean: [Float], std: [Float])
+    /// Keras' `preprocess_input(mode="caffe")`: RGB -> BGR, then the ImageNet BGR means subtracted.
+    case caffe
+
+    /// Keras' `preprocess_input(mode="torch")`: x/255, then ImageNet mean/std.
+    public static let torch = InputScaling.meanStd(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+    /// The ImageNet means in BGR order that mode "caffe" subtracts.
+    public static let caffeMeans: [Float] = [103.939, 116.779, 123.68]
 
     public var description: String {
         switch self {
@@ -17,23 +24,33 @@ public enum InputScaling: Sendable, Equatable, CustomStringConvertible {
         case .symmetric: return "symmetric (x/127.5 - 1)"
         case .raw: return "raw (0..255)"
         case .meanStd(let mean, let std): return "mean/std ((x/255 - \(mean)) / \(std))"
+        case .caffe: return "caffe (BGR, x - \(Self.caffeMeans))"
+        }
+    }
+
+    /// The input channel that output channel `c` of `channels` is read from (caffe swaps RGB to BGR).
+    public func sourceChannel(_ c: Int, of channels: Int) -> Int {
+        if case .caffe = self, channels == 3 { return 2 - c }
+        return c
+    }
+
+    /// The model input for pixel value `x` (0...255, already from `sourceChannel(c)`) in output
+    /// channel `c`, with the float32 operations NumPy applies to a float32 array.
+    public func value(_ x: Float, channel c: Int) -> Float {
+        switch self {
+        case .unit: return x / 255
+        case .symmetric: return x / 127.5 - 1
+        case .raw: return x
+        case .meanStd(let mean, let std): return (x / 255 - mean[c % mean.count]) / std[c % std.count]
+        case .caffe: return x - Self.caffeMeans[c % 3]
         }
     }
 
     /// The value of each byte per channel, computed with the same float32 operations NumPy
     /// applies to a float32 array (so inputs are bit-identical to a Python pipeline's).
+    /// table[c][byte] is the input of output channel c for a byte of channel `sourceChannel(c)`.
     func table(channels: Int) -> [[Float]] {
-        (0..<channels).map { c in
-            (0..<256).map { byte -> Float in
-                let x = Float(byte)
-                switch self {
-                case .unit: return x / 255
-                case .symmetric: return x / 127.5 - 1
-                case .raw: return x
-                case .meanStd(let mean, let std): return (x / 255 - mean[c % mean.count]) / std[c % std.count]
-                }
-            }
-        }
+        (0..<channels).map { c in (0..<256).map { value(Float($0), channel: c) } }
     }
 }
 
@@ -50,7 +67,7 @@ public struct DataError: Error, CustomStringConvertible, Sendable {
 
 /// CIFAR-10 in the official binary layout: records of 1 label byte + 3072 pixel bytes (the red,
 /// green and blue 32x32 planes). Batches are read from disk as they are needed.
-public struct CIFARDataset: ImageBatchSource {
+public struct CIFARDataset: ImageDataset {
     public static let height = 32, width = 32, channels = 3, classes = 10
     public static let recordBytes = 1 + height * width * channels
 
@@ -70,6 +87,10 @@ public struct CIFARDataset: ImageBatchSource {
     public let count: Int
     public let scaling: InputScaling
     public var sourceFiles: [String] { files.map(\.path) }
+    public var imageShape: [Int] { [Self.height, Self.width, Self.channels] }
+    public var requiredClasses: Int? { Self.classes }
+    /// Labels are checked to be 0-9 on opening.
+    public var largestLabel: Int { Self.classes - 1 }
     private let table: [[Float]]
 
     /// `paths` are .bin files or folders; a folder stands for `split`'s files inside it.
@@ -161,7 +182,7 @@ public struct CIFARDataset: ImageBatchSource {
                             // Planes (C, H, W) -> NHWC.
                             let destination = out.baseAddress! + (filled + r) * pixels * Self.channels
                             for c in 0..<Self.channels {
-                                let plane = record + 1 + c * pixels
+                                let plane = record + 1 + scaling.sourceChannel(c, of: Self.channels) * pixels
                                 let lookup = table[c]
                                 for p in 0..<pixels { destination[p * Self.channels + c] = lookup[Int(plane[p])] }
                             }

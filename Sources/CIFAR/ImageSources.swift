@@ -43,3 +43,17 @@ public struct LimitedSource: ImageBatchSource {
         }
     }
 }
+
+/// A labelled image set opened from files, as the commands use it: where each image comes
+/// from, how it is scaled, and what it asks of a model.
+public protocol ImageDataset: ImageBatchSource {
+    /// Each file and the images used from it.
+    var files: [(path: String, records: Int)] { get }
+    var scaling: InputScaling { get }
+    /// Per-image shape (height, width, channels).
+    var imageShape: [Int] { get }
+    /// The class count the format fixes (CIFAR-10: 10), or nil where only the labels bound it.
+    var requiredClasses: Int? { get }
+    /// The largest label in the data.
+    var largestLabel: Int { get }
+}

@@ -43,6 +43,7 @@ public struct CIFARTrainingSet: TrainingImageSource, Sendable {
     /// probability 1/2, drawing from `random`.
     public func fill(indices: ArraySlice<Int>, images: UnsafeMutablePointer<Float>, labels out: UnsafeMutablePointer<Int32>,
                      augment: Bool, random: inout SplitMix64) {
+        let channelOf = (0..<3).map { scaling.sourceChannel($0, of: 3) }
         pixels.withUnsafeBufferPointer { all in
         for (slot, index) in indices.enumerated() {
             out[slot] = labels[index]
@@ -60,7 +61,7 @@ public struct CIFARTrainingSet: TrainingImageSource, Sendable {
                     let sx = reflect(x + dx - 4)
                     let tx = flip ? 31 - x : x
                     for c in 0..<3 {
-                        destination[(y * 32 + tx) * 3 + c] = table[c][Int(source[c * 1024 + sy * 32 + sx])]
+                        destination[(y * 32 + tx) * 3 + c] = table[c][Int(source[channelOf[c] * 1024 + sy * 32 + sx])]
                     }
                 }
             }

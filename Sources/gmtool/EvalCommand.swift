@@ -8,7 +8,7 @@ import Engine
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate top-1/top-5 accuracy and mean loss on CIFAR-10.",
+        abstract: "Evaluate top-1/top-5 accuracy and mean loss on labelled images.",
         discussion: """
             Runs the network gmtool builds from the checkpoint's model_config (BatchNorm in \
             inference mode, dropout off) over the images, in batches, on every core.

@@ -63,7 +63,7 @@ struct PruneCommand: ParsableCommand {
 
     @OptionGroup var dataOptions: DataOptions
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Evaluate accuracy before and after on this data (.bin files or a folder).")
+    @Option(name: .long, parsing: .upToNextOption, help: "Evaluate accuracy before and after on this data (the forms --data takes).")
     var evalData: [String] = []
 
     @Option(name: .long, help: "Split of --eval-data to evaluate on (default: test).")
@@ -147,14 +147,12 @@ struct PruneCommand: ParsableCommand {
         func say(_ line: String) { if json { log.append(line) } else { FileHandle.standardError.write(Data("\(line)\n".utf8)) } }
         let usesGradient = targets.contains { $0.gamma.isFinite }
         let needsNetwork = usesGradient && gradients == nil || !evalData.isEmpty || evalSame
-        let network = needsNetwork ? try dataOptions.network(model) : nil
         let gradientData = usesGradient && gradients == nil || evalSame ? try dataOptions.dataset(defaultSplit: .validation) : nil
-        if let gradientData { try dataOptions.check(network!, gradientData) }
         var evaluation = evalSame ? gradientData : nil
-        if !evalData.isEmpty {
-            evaluation = try CIFARDataset(paths: evalData, split: evalSplit ?? .test, limit: dataOptions.limit, scaling: try dataOptions.scaling)
-            try dataOptions.check(network!, evaluation!)
-        }
+        if !evalData.isEmpty { evaluation = try dataOptions.dataset(paths: evalData, split: evalSplit ?? .test) }
+        let network = needsNetwork ? try dataOptions.network(model, for: gradientData ?? evaluation) : nil
+        if let gradientData { try dataOptions.check(network!, gradientData) }
+        if let evaluation { try dataOptions.check(network!, evaluation) }
 
         // 1. dC/dw for the selected kernels: from a `gmtool grad` file, or a pass over the data.
         var gradientSource = "none (gamma = inf: magnitude only)", gradientImages = 0

@@ -25,8 +25,14 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var checkpoint: CheckpointOptions
 
-    @Option(name: .long, help: "CIFAR-10 folder (holding data_batch_1-5.bin).")
-    var data: String
+    @Option(name: .long, help: "CIFAR-10 folder (holding data_batch_1-5.bin): train on 1-4, validate on 5.")
+    var data: String?
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Training images instead of --data: the forms eval's --data takes (CIFAR-10 .bin files or folder, or an images and labels .npy pair).")
+    var trainData: [String] = []
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Validation images, with --train-data.")
+    var valData: [String] = []
 
     @Option(name: [.short, .long], help: "Output checkpoint, rewritten after every epoch.")
     var output: String
@@ -88,7 +94,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Leave depthwise kernels unpruned.")
     var skipDepthwise = false
 
-    @Option(name: .long, help: "Input scaling: unit, symmetric or raw.")
+    @Option(name: .long, help: "Input scaling: unit, tf, torch, caffe, symmetric or raw.")
     var scale: DataOptions.ScaleName = .unit
 
     @Option(name: .long, help: "Per-epoch log, CSV (default: OUTPUT.log.csv); a .json twin is written beside it.")
@@ -109,6 +115,9 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         guard CommandChecks.enabled else { return }
         if epochs <= 0 { throw ValidationError("--epochs must be positive") }
+        if (data == nil) == (trainData.isEmpty || valData.isEmpty) || (data != nil && !(trainData.isEmpty && valData.isEmpty)) {
+            throw ValidationError("give --data (a CIFAR-10 folder) or both --train-data and --val-data")
+        }
         if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if delta <= 0 { throw ValidationError("--delta must be positive") }
@@ -120,7 +129,7 @@ struct TrainCommand: ParsableCommand {
             if let first = unused.first { throw ValidationError("\(first) is used only with --beta (without it the run is dense)") }
         }
         if nesterov && optimizer == .adam { throw ValidationError("--nesterov is used only with --optimizer sgd") }
-        if scale == .meanstd { throw ValidationError("train supports --scale unit, symmetric or raw") }
+        if scale == .meanstd { throw ValidationError("train supports --scale unit, tf, torch, caffe, symmetric or raw") }
         if !resume && samePath(output, checkpoint.model) {
             throw ValidationError("the output would overwrite the model (use another -o; --resume continues an output)")
         }
@@ -131,10 +140,19 @@ struct TrainCommand: ParsableCommand {
         let logPath = log ?? output + ".log.csv"
         let jsonLogPath = (logPath as NSString).deletingPathExtension + ".json"
         for path in [output, logPath, jsonLogPath] { try checkOutput(path) }
-        let scaling: InputScaling = scale == .symmetric ? .symmetric : scale == .raw ? .raw : .unit
-        let trainData = try CIFARTrainingSet(CIFARDataset(paths: [data], split: .train, scaling: scaling))
-        let validation = try CIFARDataset(paths: [data], split: .validation, scaling: scaling)
-        let steps = (trainData.count + batchSize - 1) / batchSize
+        // The data options eval reads, for the same formats and checks.
+        let options = try DataOptions.parse(["--scale", scale.rawValue] + (threads.map { ["--threads", String($0)] } ?? []))
+        let scaling = try options.scaling
+        let trainFiles: ImageDataset, validation: ImageDataset
+        if let data {
+            trainFiles = try CIFARDataset(paths: [data], split: .train, scaling: scaling)
+            validation = try CIFARDataset(paths: [data], split: .validation, scaling: scaling)
+        } else {
+            trainFiles = try options.dataset(paths: trainData, split: .train)
+            validation = try options.dataset(paths: valData, split: .validation)
+        }
+        let training = try options.trainingSet(trainFiles)
+        let steps = (training.count + batchSize - 1) / batchSize
         let scheduleValue: LearningRateSchedule
         switch schedule {
         case .constant: scheduleValue = .constant
@@ -149,19 +167,19 @@ struct TrainCommand: ParsableCommand {
             beta: beta, gamma: gamma, delta: delta, include: include, exclude: exclude, skipDepthwise: skipDepthwise,
             pruneImages: pruneImages)
         let start = try resume ? Checkpoint.open(output, config: checkpoint.config.map(ModelConfig.init(contentsOf:))) : checkpoint.open()
-        let network = try Network(model: try Model(checkpoint: start), inputShape: [32, 32, 3], workers: threads)
-        guard network.classCount == 10 else { throw CommandError("\(start.path): the model predicts \(network.classCount) classes, CIFAR-10 has 10") }
-        let trainer = try Trainer(network: network, training: trainData, validation: validation,
+        let network = try options.network(try Model(checkpoint: start), for: trainFiles)
+        try options.check(network, validation)
+        let trainer = try Trainer(network: network, training: training, validation: validation,
                                   settings: settings, resume: resume)
         func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
-        note("train: \(trainData.count) images (\(trainData.files.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"
+        note("train: \(training.count) images (\(training.sourceFiles.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"
              + (beta.map { ", pruning with beta \($0) gamma \(gamma) every \(delta) epoch(s)" } ?? ", dense (no pruning)")
              + (resume ? ", resuming after epoch \(trainer.completedEpochs)" : ""))
         if resume && trainer.completedEpochs >= epochs { note("nothing to do: \(trainer.completedEpochs) epochs already done") }
         print("epoch  loss    train_acc  val_loss  val_acc  lr        pruned    sparsity  seconds")
         fflush(nil)
         for record in trainer.history { print(line(record)) }
-        let bar = ProgressBar(total: trainData.count, label: "epoch", quiet: quiet)
+        let bar = ProgressBar(total: training.count, label: "epoch", quiet: quiet)
         try trainer.run(output: output, progress: { _, done, _ in bar.update(done) }, epochDone: { record in
             print(line(record))
             fflush(nil)  // each epoch's line as it happens, also when stdout is a file

@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+
+/// Writes a version-1 .npy file of `bytes` with NumPy's header layout (dict padded with spaces
+/// to a multiple of 64 bytes, ending in a newline).
+func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) throws {
+    let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(\(shape.map(String.init).joined(separator: ", ")))"
+    var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+    data.append(contentsOf: Array(header.utf8))
+    data.append(contentsOf: bytes)
+    try data.write(to: URL(fileURLWithPath: path))
+}
+
+@Suite struct DataFormatTests {
+    let scratch: URL
+    init() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-data-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    /// The first `n` CIFAR-10 test images as NHWC uint8 images and int64 labels .npy files.
+    func numPyCopy(of n: Int) throws -> (images: String, labels: String) {
+        let batch = try Data(contentsOf: URL(fileURLWithPath: Shared.data + "/test_batch.bin"))
+        var pixels = [UInt8](repeating: 0, count: n * 3072), labels: [UInt8] = []
+        for i in 0..<n {
+            let record = batch[(i * 3073)..<((i + 1) * 3073)].map { $0 }
+            for c in 0..<3 { for p in 0..<1024 { pixels[i * 3072 + p * 3 + c] = record[1 + c * 1024 + p] } }
+            labels += withUnsafeBytes(of: Int64(record[0]).littleEndian) { Array($0) }
+        }
+        let images = scratch.appendingPathComponent("x_test.npy").path, labelFile = scratch.appendingPathComponent("y_test.npy").path
+        try writeNumPy(images, descr: "|u1", shape: [n, 32, 32, 3], bytes: pixels)
+        try writeNumPy(labelFile, descr: "<i8", shape: [n], bytes: labels)
+        return (images, labelFile)
+    }
+
+    /// Same images, same network, same batches: the outputs must be identical, not just close.
+    @Test(arguments: ["unit", "tf", "torch", "caffe"])
+    func evalOnNumPyEqualsEvalOnCIFARBinary(scale: String) throws {
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let (images, labels) = try numPyCopy(of: 1000)
+        let binary = try gmtool(["eval", Shared.model, "--data", Shared.data, "--limit", "1000", "--scale", scale, "--json"])
+        let numpy = try gmtool(["eval", Shared.model, "--data", images, labels, "--scale", scale, "--json"])
+        #expect(binary.status == 0, "\(binary.stderr)")
+        #expect(numpy.status == 0, "\(numpy.stderr)")
+        let (a, b) = (try json(binary), try json(numpy))
+        #expect(b["images"] as? Int == 1000)
+        for key in ["top1_accuracy", "top5_accuracy", "mean_loss"] {
+            #expect((a[key] as? Double) != nil && a[key] as? Double == b[key] as? Double, "\(key): \(a[key] ?? "-") vs \(b[key] ?? "-")")
+        }
+    }
+
+    func expectError(_ arguments: [String], _ fragments: [String]) throws {
+        let result = try gmtool(arguments)
+        #expect(result.status != 0)
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        for fragment in fragments { #expect(result.stderr.contains(fragment), "\(result.stderr) lacks \(fragment)") }
+    }
+
+    @Test func mismatchesWithTheModelAreOneLineNamingTheFile() throws {
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let fixtures = Paths.fixture("data/numpy")
+        // 5x6 images for a 32x32 model.
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", fixtures + "/x_u8.npy", fixtures + "/y_i8.npy"],
+                        ["x_u8.npy", "5x6x3"])
+        // Label 12 for a 10-class model.
+        let x = scratch.appendingPathComponent("x.npy").path, y = scratch.appendingPathComponent("y.npy").path
+        try writeNumPy(x, descr: "|u1", shape: [2, 32, 32, 3], bytes: [UInt8](repeating: 9, count: 2 * 3072))
+        try writeNumPy(y, descr: "|u1", shape: [2], bytes: [3, 12])
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", x, y], ["y.npy", "label 12", "10 classes"])
+        let gradients = scratch.appendingPathComponent("g.h5").path
+        try expectError(["grad", Paths.fixture("seqcnn_k2.h5"), "--data", x, y, "-o", gradients], ["y.npy", "label 12"])
+        #expect(!FileManager.default.fileExists(atPath: gradients))
+        // A bad file, and a third path.
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", fixtures + "/bad_truncated.npy", y], ["bad_truncated.npy", "holds 353 bytes"])
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", x, y, y], ["two .npy files"])
+    }
+}
+
+/// A model that is not CIFAR-shaped (48x48x3, 2 classes) from a NumPy pair: evaluated, its
+/// gradients taken, pruned with gradients, the pruned file evaluated again.
+@Suite struct NonCIFARShapeTests {
+    let folder = Paths.fixture("data/small48")
+    var model: String { folder + "/model_48x48_2class.h5" }
+    var data: [String] { [folder + "/x.npy", folder + "/y.npy"] }
+
+    @Test func evalGradAndPruneWithGradients() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-small48-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let keras = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/keras.json"))) as? [String: Double])
+        let eval = try gmtool(["eval", model, "--data"] + data + ["--json"])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let report = try json(eval)
+        #expect(report["images"] as? Int == 8)
+        // Top-1 exactly: the closest two-class margin Keras saw (keras.json, ~0.009) is far above
+        // float32 round-off in a 270-parameter net. Loss: 8 float32 cross-entropies of ~0.69
+        // from sums of at most 4x3x3x4 = 144 products per output; their round-off (~1e-6
+        // relative each) stays under 1e-5.
+        #expect(report["top1_accuracy"] as? Double == keras["accuracy"])
+        #expect(abs((report["mean_loss"] as? Double ?? 0) - (keras["loss"] ?? 0)) < 1e-5)
+
+        let gradients = scratch.appendingPathComponent("g.h5").path
+        let grad = try gmtool(["grad", model, "--data"] + data + ["-o", gradients])
+        #expect(grad.status == 0, "\(grad.stderr)")
+        #expect(FileManager.default.fileExists(atPath: gradients))
+
+        let pruned = scratch.appendingPathComponent("pruned.h5").path
+        let prune = try gmtool(["prune", model, "--beta", "0.05", "--gamma", "0.01", "--data"] + data
+                               + ["--eval-data"] + data + ["-o", pruned, "--json"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        let pruneReport = try json(prune)
+        #expect(pruneReport["gradient_images"] as? Int == 8, "the gradients came from the 8 NumPy images")
+        #expect(pruneReport["accuracy_before"] as? Double == keras["accuracy"])
+        let again = try json(try gmtool(["eval", pruned, "--data"] + data + ["--json"]))
+        #expect((again["nonzero_parameters"] as? Int ?? .max) < (report["nonzero_parameters"] as? Int ?? 0))
+    }
+
+    @Test func trainOneEpochFromNumPy() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-small48-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("trained.h5").path
+        let result = try gmtool(["train", model, "--train-data"] + data + ["--val-data"] + data
+                                + ["--epochs", "1", "--batch-size", "4", "--lr", "0.1", "--beta", "0.05", "--gamma", "0.01", "--delta", "1",
+                                   "-o", output, "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("train: 8 images"), "\(result.stderr)")
+        // The trained file is a model of the same shape whose weights moved.
+        let before = try json(try gmtool(["eval", model, "--data"] + data + ["--json"]))
+        let after = try json(try gmtool(["eval", output, "--data"] + data + ["--json"]))
+        #expect(after["images"] as? Int == 8)
+        #expect(after["mean_loss"] as? Double != before["mean_loss"] as? Double)
+
+        let refused = try gmtool(["train", model, "--train-data"] + data + ["--epochs", "1", "-o", output])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--val-data"))
+    }
+}
