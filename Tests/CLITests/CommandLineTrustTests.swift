@@ -100,7 +100,7 @@ import Testing
         try expectUsageError(["prune", model, "--beta", "0.1", "--dry-run", "-o", out], "--dry-run writes nothing; drop -o (or drop --dry-run)",
                              usage: pruneUsage, nothingAt: out)
         try expectUsageError(["train", model, "--data", Shared.data, "--epochs", "1", "--gamma", "0.1", "-o", out],
-                             "--gamma is used only with --beta (without it the run is dense)", usage: "gmtool train [<options>] <model> --data <data> --output <output> --epochs <epochs>", nothingAt: out)
+                             "--gamma is used only with --beta (without it the run is dense)", usage: "gmtool train [<options>] <model> --output <output> --epochs <epochs>", nothingAt: out)
     }
 
     // MARK: messages
