@@ -4,6 +4,8 @@
 
 /// Rows of the input processed together: two 16-float vectors per stored weight.
 let sparseTile = 32
+/// A last tile shorter than this runs scalar: padding it to `sparseTile` would multiply zeros.
+let scalarRows = 8
 
 /// output (m x outputs) = input (m x inputs) * K + bias, K^T in CSR (`rowOffsets` has
 /// outputs + 1 entries, `columns` index input features).
@@ -12,7 +14,8 @@ let sparseTile = 32
 /// `sparseTile` input rows is transposed to channel-major (inputs x tile), so each stored weight is
 /// broadcast and multiplied by contiguous activations (SIMD16), accumulated channel-major
 /// (outputs x tile) and transposed back. Each output is summed in CSR order starting from the bias,
-/// as the scalar form did. Empty rows give the bias; a short last tile is zero-padded.
+/// as the scalar form did. Empty rows give the bias; a short last tile is zero-padded, or under `scalarRows` rows runs
+/// scalar.
 public func csrMatmulForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows m: Int, inputs: Int, outputs: Int,
     rowOffsets: UnsafePointer<Int32>, columns: UnsafePointer<Int32>, values: UnsafePointer<Float>,
@@ -26,6 +29,19 @@ public func csrMatmulForward(
     var r = 0
     while r < m {
         let n = min(tile, m - r)
+        if n < scalarRows {
+            // Too few rows to fill vectors (a late layer at batch 1): one row at a time, scalar,
+            // summed in the same CSR order from the bias.
+            for i in r..<m {
+                let x = input + i * inputs
+                for o in 0..<outputs {
+                    var a = bias?[o] ?? 0
+                    for k in Int(rowOffsets[o])..<Int(rowOffsets[o + 1]) { a += values[k] * x[Int(columns[k])] }
+                    output[i * outputs + o] = a
+                }
+            }
+            return
+        }
         // Transpose rows r..<r+n to channel-major; pad a short tile with zeros.
         if n < tile { xt.update(repeating: 0, count: inputs * tile) }
         for i in 0..<n {
