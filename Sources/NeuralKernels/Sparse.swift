@@ -49,6 +49,17 @@ public func csrMatmulForward(
             for c in 0..<inputs { xt[c * tile + i] = x[c] }
         }
         let xr = UnsafeRawPointer(xt)
+        if n <= 16 {
+            // One vector per stored weight: the second would multiply only padding.
+            for o in 0..<outputs {
+                var a0 = SIMD16<Float>(repeating: bias?[o] ?? 0)
+                for k in Int(rowOffsets[o])..<Int(rowOffsets[o + 1]) {
+                    a0 += SIMD16<Float>(repeating: values[k])
+                        * xr.loadUnaligned(fromByteOffset: Int(columns[k]) * tile * MemoryLayout<Float>.stride, as: SIMD16<Float>.self)
+                }
+                UnsafeMutableRawPointer(yt + o * tile).storeBytes(of: a0, as: SIMD16<Float>.self)
+            }
+        } else {
         for o in 0..<outputs {
             var a0 = SIMD16<Float>(repeating: bias?[o] ?? 0), a1 = a0
             for k in Int(rowOffsets[o])..<Int(rowOffsets[o + 1]) {
@@ -60,6 +71,7 @@ public func csrMatmulForward(
             let y = UnsafeMutableRawPointer(yt + o * tile)
             y.storeBytes(of: a0, as: SIMD16<Float>.self)
             y.storeBytes(of: a1, toByteOffset: 64, as: SIMD16<Float>.self)
+        }
         }
         for i in 0..<n {
             let y = output + (r + i) * outputs
