@@ -1,0 +1,57 @@
+import Testing
+@testable import NeuralKernels
+
+@Suite struct SparseTests {
+    /// Builds K^T (outputs x inputs) in CSR with `density` of entries kept; row 0 is left empty and
+    /// row 1 fully dense when there are enough rows; density 0 gives an all-zero kernel.
+    static func csr(outputs: Int, inputs: Int, density: Float, random: inout SeededRandom)
+        -> (offsets: [Int32], columns: [Int32], values: [Float], dense: [Float]) {
+        var offsets: [Int32] = [0], columns: [Int32] = [], values: [Float] = []
+        var dense = [Float](repeating: 0, count: inputs * outputs)   // inputs x outputs
+        for o in 0..<outputs {
+            for c in 0..<inputs {
+                let keep = density > 0 && ((o == 1 && outputs > 2) || (o != 0 && (random.next() + 1) / 2 < density))
+                let w = random.next()
+                if keep { columns.append(Int32(c)); values.append(w); dense[c * outputs + o] = w }
+            }
+            offsets.append(Int32(columns.count))
+        }
+        return (offsets, columns, values, dense)
+    }
+
+    // (m, inputs, outputs): MobileNet / MobileNetV2 pointwise shapes (batch 1 and tails of the
+    // 32-row tile), Dense heads, and the fixtures' small im2col patches, channel counts not
+    // multiples of 16 among them.
+    @Test(arguments: [(1, 1024, 1000), (49, 1024, 1024), (196, 512, 512), (33, 32, 64), (100, 1280, 10),
+                      (57, 27, 13), (31, 24, 144), (65, 960, 160), (3, 7, 5), (32, 16, 16)])
+    func matchesDenseWithinSummationTolerance(shape: (Int, Int, Int)) {
+        let (m, inputs, outputs) = shape
+        for density: Float in [0, 0.05, 0.1, 0.5, 1] {
+            var random = SeededRandom(seed: UInt64(m * 7919 + inputs * 31 + outputs) &+ UInt64(density * 100))
+            let k = Self.csr(outputs: outputs, inputs: inputs, density: density, random: &random)
+            let x = random.array(m * inputs, scale: 3), bias = random.array(outputs)
+            var y = [Float](repeating: .nan, count: m * outputs)
+            csrMatmulForward(output: &y, input: x, rows: m, inputs: inputs, outputs: outputs, rowOffsets: k.offsets,
+                             columns: k.columns, values: k.values, bias: bias)
+            // Reference in Double. Float32 recursive summation of K+1 terms (the bias and K
+            // products, each product rounded once) has |err| <= gamma_{K+1} * (|b| + sum |w||x|),
+            // gamma_n = n*u / (1 - n*u), u = 2^-24 (Higham, Accuracy and Stability, 3.1); the
+            // Double reference's own error is negligible beside it.
+            let u = 1.0 / Double(1 << 24)
+            for r in 0..<m {
+                for o in 0..<outputs {
+                    var exact = Double(bias[o]), magnitude = Double(abs(bias[o]))
+                    for c in 0..<inputs {
+                        let w = Double(k.dense[c * outputs + o]), v = Double(x[r * inputs + c])
+                        exact += w * v; magnitude += abs(w * v)
+                    }
+                    let n = Double(inputs + 1)
+                    let bound = n * u / (1 - n * u) * magnitude
+                    let got = Double(y[r * outputs + o])
+                    #expect(abs(got - exact) <= bound, "m \(m) \(inputs)x\(outputs) density \(density) at (\(r), \(o))")
+                    if density == 0 || o == 0 { #expect(y[r * outputs + o] == bias[o]) }
+                }
+            }
+        }
+    }
+}
