@@ -234,12 +234,7 @@ extension NumPyDataset: TrainingImageSource {
         func reflect(_ i: Int, _ n: Int) -> Int { i < 0 ? min(-i, n - 1) : (i > n - 1 ? max(2 * (n - 1) - i, 0) : i) }
         for (slot, image) in indices.enumerated() {
             outLabels[slot] = labels[image]
-            var dx = 4, dy = 4, flip = false
-            if augment {
-                dx = Int(random.next() % 9)
-                dy = Int(random.next() % 9)
-                flip = random.next() & 1 == 1
-            }
+            let (dx, dy, flip) = cropAndFlip(augment: augment, random: &random)
             let destination = out + slot * floats
             for y in 0..<h {
                 let sy = reflect(y + dy - 4, h)

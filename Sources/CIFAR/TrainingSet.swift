@@ -47,12 +47,7 @@ public struct CIFARTrainingSet: TrainingImageSource, Sendable {
         pixels.withUnsafeBufferPointer { all in
         for (slot, index) in indices.enumerated() {
             out[slot] = labels[index]
-            var dx = 4, dy = 4, flip = false
-            if augment {
-                dx = Int(random.next() % 9)
-                dy = Int(random.next() % 9)
-                flip = random.next() & 1 == 1
-            }
+            let (dx, dy, flip) = cropAndFlip(augment: augment, random: &random)
             let source = all.baseAddress! + index * 3072
             let destination = images + slot * 3072
             for y in 0..<32 {
@@ -71,6 +66,16 @@ public struct CIFARTrainingSet: TrainingImageSource, Sendable {
 
     /// Reflection without repeating the edge (NumPy's and TensorFlow's "reflect").
     @inline(__always) private func reflect(_ i: Int) -> Int { i < 0 ? -i : (i > 31 ? 62 - i : i) }
+}
+
+/// One image's augmentation draws, in the order every training set takes them: the crop's x and
+/// y offsets into the 4-pixel padded image (0...8; 4 is the centre, the image itself) and the flip.
+/// Without `augment` nothing is drawn.
+func cropAndFlip(augment: Bool, random: inout SplitMix64) -> (dx: Int, dy: Int, flip: Bool) {
+    guard augment else { return (4, 4, false) }
+    let dx = Int(random.next() % 9)
+    let dy = Int(random.next() % 9)
+    return (dx, dy, random.next() & 1 == 1)
 }
 
 /// SplitMix64: a small, fast, seedable generator; the same seed gives the same stream everywhere.

@@ -162,3 +162,12 @@ func run(_ executable: URL, _ arguments: [String], in directory: URL? = nil) thr
         }
     }
 }
+
+/// A refused command: a non-zero exit, nothing on stdout, one line on stderr containing every fragment.
+func expectError(_ arguments: [String], _ fragments: [String]) throws {
+    let result = try gmtool(arguments)
+    #expect(result.status != 0)
+    #expect(result.stdout.isEmpty)
+    #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    for fragment in fragments { #expect(result.stderr.contains(fragment), "\(result.stderr) lacks \(fragment)") }
+}

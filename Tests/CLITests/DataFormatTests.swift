@@ -52,14 +52,6 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         }
     }
 
-    func expectError(_ arguments: [String], _ fragments: [String]) throws {
-        let result = try gmtool(arguments)
-        #expect(result.status != 0)
-        #expect(result.stdout.isEmpty)
-        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
-        for fragment in fragments { #expect(result.stderr.contains(fragment), "\(result.stderr) lacks \(fragment)") }
-    }
-
     @Test func mismatchesWithTheModelAreOneLineNamingTheFile() throws {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let fixtures = Paths.fixture("data/numpy")

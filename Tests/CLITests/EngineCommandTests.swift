@@ -78,14 +78,6 @@ func writeRecords(_ path: String, labels: [UInt8], extraBytes: Int = 0) throws {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     }
 
-    func expectError(_ arguments: [String], _ fragments: [String]) throws {
-        let result = try gmtool(arguments)
-        #expect(result.status != 0)
-        #expect(result.stdout.isEmpty)
-        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
-        for fragment in fragments { #expect(result.stderr.contains(fragment), "\(result.stderr) lacks \(fragment)") }
-    }
-
     @Test func wrongSizeFile() throws {
         let path = scratch.appendingPathComponent("short.bin").path
         try writeRecords(path, labels: [1, 2], extraBytes: 100)
