@@ -60,18 +60,18 @@ public func csrMatmulForward(
                 UnsafeMutableRawPointer(yt + o * tile).storeBytes(of: a0, as: SIMD16<Float>.self)
             }
         } else {
-        for o in 0..<outputs {
-            var a0 = SIMD16<Float>(repeating: bias?[o] ?? 0), a1 = a0
-            for k in Int(rowOffsets[o])..<Int(rowOffsets[o + 1]) {
-                let v = SIMD16<Float>(repeating: values[k])
-                let p = Int(columns[k]) * tile * MemoryLayout<Float>.stride
-                a0 += v * xr.loadUnaligned(fromByteOffset: p, as: SIMD16<Float>.self)
-                a1 += v * xr.loadUnaligned(fromByteOffset: p + 64, as: SIMD16<Float>.self)
+            for o in 0..<outputs {
+                var a0 = SIMD16<Float>(repeating: bias?[o] ?? 0), a1 = a0
+                for k in Int(rowOffsets[o])..<Int(rowOffsets[o + 1]) {
+                    let v = SIMD16<Float>(repeating: values[k])
+                    let p = Int(columns[k]) * tile * MemoryLayout<Float>.stride
+                    a0 += v * xr.loadUnaligned(fromByteOffset: p, as: SIMD16<Float>.self)
+                    a1 += v * xr.loadUnaligned(fromByteOffset: p + 64, as: SIMD16<Float>.self)
+                }
+                let y = UnsafeMutableRawPointer(yt + o * tile)
+                y.storeBytes(of: a0, as: SIMD16<Float>.self)
+                y.storeBytes(of: a1, toByteOffset: 64, as: SIMD16<Float>.self)
             }
-            let y = UnsafeMutableRawPointer(yt + o * tile)
-            y.storeBytes(of: a0, as: SIMD16<Float>.self)
-            y.storeBytes(of: a1, toByteOffset: 64, as: SIMD16<Float>.self)
-        }
         }
         for i in 0..<n {
             let y = output + (r + i) * outputs

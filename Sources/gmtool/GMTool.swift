@@ -69,18 +69,18 @@ struct GMTool: ParsableCommand {
 
 /// Levenshtein distance, for suggesting the command a user meant.
 func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    var row = Array(0...b.count)
-    for i in 1...max(1, a.count) where !a.isEmpty {
-        var previous = row[0]
-        row[0] = i
-        for j in stride(from: 1, through: b.count, by: 1) {
-            let current = row[j]
-            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-            previous = current
+    let b = Array(b)
+    var row = Array(0...b.count)  // distances from the prefix of `a` read so far to each prefix of b
+    for (i, x) in a.enumerated() {
+        var diagonal = row[0]
+        row[0] = i + 1
+        for j in b.indices {
+            let above = row[j + 1]
+            row[j + 1] = min(above + 1, row[j] + 1, diagonal + (x == b[j] ? 0 : 1))
+            diagonal = above
         }
     }
-    return a.isEmpty ? b.count : row[b.count]
+    return row[b.count]
 }
 
 /// Whether the commands' `validate()` checks run: `main` parses once without them (so a
