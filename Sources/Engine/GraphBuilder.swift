@@ -156,17 +156,39 @@ struct GraphBuilder {
         operation.sparse = SparseKernel(matrix)
     }
 
+    /// Keras' activation names (`activation=` and the Activation layer), as Keras 2 and 3 define
+    /// them; `hard_sigmoid` differs between the two, so the file's Keras version decides.
     private func activationKind(_ name: String, layer: LayerConfig) throws -> ActivationOperation.Kind {
         switch name {
         case "linear": return .linear
         case "relu": return .relu(ReLUParameters())
         case "relu6": return .relu(ReLUParameters(maxValue: 6))
+        case "leaky_relu": return .relu(ReLUParameters(negativeSlope: 0.2))
         case "sigmoid": return .sigmoid
         case "tanh": return .tanh
         case "softmax": return .softmax
-        default: throw error(layer, "activation '\(name)' is not supported (linear, relu, relu6, sigmoid, tanh, softmax)")
+        case "elu": return .pointwise(.elu(alpha: 1))
+        case "selu": return .pointwise(.selu)
+        case "gelu": return .pointwise(.gelu)
+        case "silu", "swish": return .pointwise(.silu)
+        case "hard_silu", "hard_swish": return .pointwise(.hardSilu)
+        case "softplus": return .pointwise(.softplus)
+        case "softsign": return .pointwise(.softsign)
+        case "exponential": return .pointwise(.exponential)
+        case "mish": return .pointwise(.mish)
+        case "hard_sigmoid":
+            guard let version = checkpoint.kerasVersion, let major = version.split(separator: ".").first.flatMap({ Int($0) }) else {
+                throw error(layer, "hard_sigmoid is clip(0.2x + 0.5, 0, 1) in Keras 2 and relu6(x + 3) / 6 in Keras 3, and the file does not record its Keras version")
+            }
+            return .pointwise(major >= 3 ? .hardSigmoid : .hardSigmoidKeras2)
+        default:
+            throw error(layer, "activation '\(name)' is not supported (\(Self.activationNames.joined(separator: ", ")))")
         }
     }
+
+    static let activationNames = ["linear", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu",
+                                  "silu", "swish", "hard_sigmoid", "hard_silu", "hard_swish", "softplus", "softsign",
+                                  "exponential", "mish"]
 
     private func activationName(_ layer: LayerConfig) throws -> String {
         let value = layer.config["activation"]
@@ -315,6 +337,14 @@ struct GraphBuilder {
             let slope = Float(layer.config["negative_slope"]?.double ?? layer.config["alpha"]?.double ?? 0.3)
             return append(node(ActivationOperation(kind: .relu(ReLUParameters(negativeSlope: slope)),
                                                    count: shape.reduce(1, *), lastAxis: shape.last ?? 1), shape))
+        case "ELU":
+            let alpha = Float(layer.config["alpha"]?.double ?? 1)
+            return append(node(ActivationOperation(kind: .pointwise(.elu(alpha: alpha)), count: shape.reduce(1, *),
+                                                   lastAxis: shape.last ?? 1), shape))
+        case "ThresholdedReLU":
+            let theta = Float(layer.config["theta"]?.double ?? 1)
+            return append(node(ActivationOperation(kind: .pointwise(.thresholdedReLU(theta: theta)), count: shape.reduce(1, *),
+                                                   lastAxis: shape.last ?? 1), shape))
         case "Activation":
             let kind = try activationKind(try activationName(layer), layer: layer)
             return append(node(ActivationOperation(kind: kind, count: shape.reduce(1, *), lastAxis: shape.last ?? 1), shape))

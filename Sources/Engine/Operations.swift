@@ -234,7 +234,7 @@ final class BatchNormReLUOperation: Operation {
 /// Elementwise activations and softmax over the last axis.
 final class ActivationOperation: Operation {
     enum Kind: Equatable {
-        case linear, relu(ReLUParameters), sigmoid, tanh, softmax
+        case linear, relu(ReLUParameters), sigmoid, tanh, softmax, pointwise(PointwiseActivation)
     }
     let kind: Kind
     let count: Int
@@ -254,6 +254,7 @@ final class ActivationOperation: Operation {
         case .sigmoid: sigmoidForward(output: c.output, input: c.inputs[0], count: n)
         case .tanh: tanhForward(output: c.output, input: c.inputs[0], count: n)
         case .softmax: softmaxForward(output: c.output, input: c.inputs[0], rows: n / lastAxis, classes: lastAxis)
+        case .pointwise(let f): pointwiseForward(output: c.output, input: c.inputs[0], count: n, f)
         }
     }
 
@@ -267,6 +268,8 @@ final class ActivationOperation: Operation {
         case .tanh: tanhBackward(inputGradient: dx, outputGradient: c.outputGradient, output: c.output, count: n)
         case .softmax:
             softmaxBackward(inputGradient: dx, outputGradient: c.outputGradient, output: c.output, rows: n / lastAxis, classes: lastAxis)
+        case .pointwise(let f):
+            pointwiseBackward(inputGradient: dx, outputGradient: c.outputGradient, input: c.inputs[0], count: n, f)
         }
     }
 }

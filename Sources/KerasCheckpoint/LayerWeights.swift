@@ -98,7 +98,7 @@ enum LayerWeights {
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Reshape", "Dropout", "Add",
              "Concatenate", "Softmax", "LeakyReLU", "Multiply", "Subtract", "Average", "Maximum",
              "Minimum", "SpatialDropout2D", "Cropping2D", "UpSampling2D", "Permute", "Rescaling",
-             "ELU", "GaussianNoise", "GaussianDropout", "ActivityRegularization":
+             "ELU", "ThresholdedReLU", "GaussianNoise", "GaussianDropout", "ActivityRegularization":
             return []
         default:
             return nil
