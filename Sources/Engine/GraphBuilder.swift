@@ -22,6 +22,9 @@ struct GraphBuilder {
     var nodes: [Node] = []
     /// Output node of each Keras layer, by name.
     var outputOfLayer: [String: Int] = [:]
+    /// The layers that are the identity here but act in Keras' training (augmentation, noise),
+    /// each as a sentence naming the layer.
+    var trainingOnlyLayers: [String] = []
     /// Run convolution and Dense kernels sparse when the checkpoint stores them sparse.
     var useSparseKernels = false
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
@@ -125,7 +128,7 @@ struct GraphBuilder {
         return keep.map { newIndex[$0] }
     }
 
-    private mutating func append(_ node: Node) -> Int {
+    mutating func append(_ node: Node) -> Int {
         nodes.append(node)
         return nodes.count - 1
     }
@@ -255,9 +258,10 @@ struct GraphBuilder {
                  inputs: nodeInputs ?? inputs, shape: outShape)
         }
         if layer.nestedModel != nil { throw error(layer, "nested models are not supported; save the inner model's layers flat") }
-        if ["Add", "Concatenate"].contains(layer.className) == false && inputs.count != 1 {
+        if Self.mergeKinds[layer.className] == nil && layer.className != "Concatenate" && inputs.count != 1 {
             throw error(layer, "takes \(inputs.count) inputs; one expected")
         }
+        if let built = try addPreprocessing(layer, input: inputs[0]) { return built }
         switch layer.className {
         case "Conv2D":
             let input = try image(layer, shape)
@@ -394,22 +398,14 @@ struct GraphBuilder {
         case "Dropout":
             let rate = Float(layer.config["rate"]?.double ?? 0)
             return append(node(DropoutOperation(rate: rate, count: shape.reduce(1, *)), shape))
-        case "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization":
-            // Inactive outside training (training treats them as identity too).
-            return append(node(CopyOperation(count: shape.reduce(1, *)), shape))
-        case "Add":
-            guard shapes.allSatisfy({ $0 == shape }) else { throw error(layer, "adds tensors of different shapes \(shapes)") }
-            return append(node(AddOperation(count: shape.reduce(1, *)), shape))
         case "Concatenate":
-            let axis = layer.config["axis"]?.int ?? -1
-            guard axis == -1 || axis == shape.count else { throw error(layer, "concatenates along axis \(axis); only the last axis is supported") }
-            guard shapes.allSatisfy({ $0.count == shape.count && Array($0.dropLast()) == Array(shape.dropLast()) }) else {
-                throw error(layer, "concatenates tensors whose leading axes differ \(shapes)")
-            }
-            let widths = shapes.map { $0.last ?? 1 }
-            return append(node(ConcatenateOperation(widths: widths, rowsPerSample: shape.dropLast().reduce(1, *)),
-                               Array(shape.dropLast()) + [widths.reduce(0, +)]))
+            return try addConcatenate(layer, inputs: inputs)
+        case let name where Self.mergeKinds[name] != nil:
+            return try addMerge(layer, kind: Self.mergeKinds[name]!, inputs: inputs)
         default:
+            if let registered = layer.registeredName, registered != layer.className {
+                throw error(layer, "is a custom class (registered as \(registered)), whose code is not in the file; gmtool runs built-in Keras layers only")
+            }
             throw error(layer, "layer class \(layer.className) is not supported")
         }
     }

@@ -89,6 +89,9 @@ public final class Network: @unchecked Sendable {
     let logitsNode: Int
     /// The model this network runs.
     public let model: Model
+    /// The model's layers that are the identity at inference but act in Keras' training
+    /// (augmentation, noise, activity regularization), one sentence each; `Trainer` refuses them.
+    public let trainingOnlyLayers: [String]
     /// Every parameter, in checkpoint order.
     public var parameters: [Parameter] { model.parameters }
     /// Parameters that get gradients (trainable weights), in checkpoint order.
@@ -126,6 +129,7 @@ public final class Network: @unchecked Sendable {
         let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
         let (input, output) = (kept[0], kept[1])
         nodes = builder.nodes
+        trainingOnlyLayers = builder.trainingOnlyLayers
         inputNode = input
         outputNode = output
         self.inputShape = nodes[input].shape

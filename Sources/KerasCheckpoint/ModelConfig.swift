@@ -18,7 +18,9 @@ public struct LayerConfig: Sendable {
     /// Inputs of each call of the layer (Functional models); empty for Sequential and inputs.
     public var inboundNodes: [[TensorReference]]
     /// A nested model (a Functional or Sequential used as a layer), parsed.
-    public var nestedModel: ModelConfig?
+    public var nestedModel: ModelConfig? = nil
+    /// Keras 3's `registered_name` ("Custom>MyLayer" for a registered custom class), when written.
+    public var registeredName: String? = nil
 
     /// `trainable` from the config (Keras' default is true).
     public var trainable: Bool { config["trainable"]?.bool ?? true }
@@ -102,7 +104,8 @@ public struct ModelConfig: Sendable {
             }
             let inbound = try (entry["inbound_nodes"]?.array ?? []).map { try Self.parseNode($0, source: source) }
             parsed.append(LayerConfig(name: layerName, className: layerClass, config: layerConfig,
-                                      inboundNodes: inbound, nestedModel: nested))
+                                      inboundNodes: inbound, nestedModel: nested,
+                                      registeredName: entry["registered_name"]?.string))
         }
         layers = parsed
         inputs = Self.parseReferences(config["input_layers"])

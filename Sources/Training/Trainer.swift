@@ -97,6 +97,10 @@ public final class Trainer {
     /// `network.model` is where the run starts from (or, to resume, the run's own output).
     public init(network: Network, training: TrainingImageSource, validation: ImageBatchSource,
                 settings: TrainingSettings, resume: Bool) throws {
+        if let layer = network.trainingOnlyLayers.first {
+            throw CheckpointError(file: network.checkpoint.path,
+                                  problem: "layer \(layer), and gmtool train does not apply it; train a model without it (gmtool's --augment does pad/crop/flip) or train with Keras")
+        }
         self.network = network
         model = network.model
         source = network.model.checkpoint

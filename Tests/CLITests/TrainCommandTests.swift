@@ -70,4 +70,14 @@ import Testing
         #expect(result.stderr.contains(fragment))
         #expect(!FileManager.default.fileExists(atPath: path("x.h5")))
     }
+
+    /// A model with augmentation layers evaluates (they are the identity at inference, as in
+    /// Keras), but train refuses it rather than train without them; nothing is written.
+    @Test func augmentationLayersAreRefusedInTraining() throws {
+        let evaluated = try gmtool(["eval", Paths.fixture("merging_k2.h5"), "--data", folder.path, "--split", "validation", "--limit", "20"])
+        #expect(evaluated.status == 0, "\(evaluated.stderr)")
+        try expectError(["train", Paths.fixture("merging_k2.h5"), "--data", folder.path, "--epochs", "1", "-o", path("aug.h5")],
+                        ["random_flip (RandomFlip)", "only in training", "does not apply it"])
+        #expect(!FileManager.default.fileExists(atPath: path("aug.h5")))
+    }
 }
