@@ -20,8 +20,6 @@ struct GraphBuilder {
     let checkpoint: Checkpoint
     let source: String
     var nodes: [Node] = []
-    /// Output node of each Keras layer, by name.
-    var outputOfLayer: [String: Int] = [:]
     /// The layers that are the identity here but act in Keras' training (augmentation, noise),
     /// each as a sentence naming the layer.
     var trainingOnlyLayers: [String] = []
@@ -34,7 +32,8 @@ struct GraphBuilder {
         self.model = model
         checkpoint = model.checkpoint
         source = checkpoint.path
-        for layer in checkpoint.layers { weightsByLayer[layer.name, default: []] += layer.weights }
+        // By the layer that owns each weight (inside a nested model, the inner layer).
+        for weight in checkpoint.weights { weightsByLayer[weight.layerName, default: []].append(weight) }
     }
 
     func error(_ layer: LayerConfig, _ problem: String) -> CheckpointError {
@@ -55,27 +54,35 @@ struct GraphBuilder {
         guard let shape = declared?.compactMap({ $0 }), shape.count == declared?.count, !shape.isEmpty else {
             throw CheckpointError(file: source, problem: "the model config leaves the input size open; give the image size")
         }
+        let inputNode = append(Node(name: "input", layerName: "input", className: "InputLayer",
+                                    operation: InputOperation(), inputs: [], shape: shape))
+        let output = try addModel(config, input: inputNode)
+        try checkAllWeightsUsed()
+        return (inputNode, output)
+    }
+
+    /// The layers of `config`, the whole model or one used as a layer inside it (at any depth),
+    /// applied to node `input`; returns the model's output node. Layer names are looked up in
+    /// the model's own scope, as Keras does.
+    private mutating func addModel(_ config: ModelConfig, input: Int) throws -> Int {
         switch config.kind {
         case .sequential:
-            let inputNode = append(Node(name: "input", layerName: "input", className: "InputLayer",
-                                        operation: InputOperation(), inputs: [], shape: shape))
-            var current = inputNode
-            for layer in config.layers {
-                if layer.className == "InputLayer" { outputOfLayer[layer.name] = inputNode; continue }
+            var current = input
+            for layer in config.layers where layer.className != "InputLayer" {
                 current = try add(layer, inputs: [current])
             }
-            try checkAllWeightsUsed()
-            return (inputNode, current)
+            return current
         case .functional:
             guard config.inputs.count == 1, config.outputs.count == 1 else {
-                throw CheckpointError(file: source, problem: "models with \(config.inputs.count) inputs and \(config.outputs.count) outputs are not supported (one of each)")
+                throw CheckpointError(file: source, problem: "\(config.name): models with \(config.inputs.count) inputs and \(config.outputs.count) outputs are not supported (one of each)")
             }
-            var inputNode = -1
+            var outputOfLayer: [String: Int] = [:]
+            // Keras 2 numbers a nested model's call after the node its own Input made, so a
+            // reference to the one call of a model is to its node 1; Keras 3 writes node 0.
+            let nestedModels = Set(config.layers.filter { $0.nestedModel != nil }.map(\.name))
             for layer in config.layers {
                 if layer.className == "InputLayer" {
-                    inputNode = append(Node(name: layer.name, layerName: layer.name, className: "InputLayer",
-                                            operation: InputOperation(), inputs: [], shape: shape))
-                    outputOfLayer[layer.name] = inputNode
+                    outputOfLayer[layer.name] = input
                     continue
                 }
                 guard layer.inboundNodes.count == 1 else {
@@ -83,18 +90,19 @@ struct GraphBuilder {
                                 : "is called \(layer.inboundNodes.count) times (shared layers are not supported)")
                 }
                 let inputs = try layer.inboundNodes[0].map { reference -> Int in
-                    guard let node = outputOfLayer[reference.layer], reference.node == 0, reference.tensor == 0 else {
+                    let callNodes = nestedModels.contains(reference.layer) ? [0, 1] : [0]
+                    guard let node = outputOfLayer[reference.layer], callNodes.contains(reference.node), reference.tensor == 0 else {
                         throw error(layer, "reads \(reference.layer)[\(reference.node)][\(reference.tensor)], which is not an earlier layer's output")
                     }
                     return node
                 }
                 outputOfLayer[layer.name] = try add(layer, inputs: inputs)
             }
-            guard inputNode >= 0, let output = outputOfLayer[config.outputs[0].layer] else {
-                throw CheckpointError(file: source, problem: "the model config's inputs or outputs name no layer")
+            guard config.inputs.allSatisfy({ outputOfLayer[$0.layer] == input }),
+                  let output = outputOfLayer[config.outputs[0].layer] else {
+                throw CheckpointError(file: source, problem: "\(config.name): the model config's inputs or outputs name no layer")
             }
-            try checkAllWeightsUsed()
-            return (inputNode, output)
+            return output
         }
     }
 
@@ -124,7 +132,6 @@ struct GraphBuilder {
         }
         for index in kept.indices { kept[index].inputs = kept[index].inputs.map { newIndex[$0] } }
         nodes = kept
-        outputOfLayer = outputOfLayer.mapValues { newIndex[$0] }
         return keep.map { newIndex[$0] }
     }
 
@@ -257,7 +264,10 @@ struct GraphBuilder {
             Node(name: name ?? layer.name, layerName: layer.name, className: layer.className, operation: operation,
                  inputs: nodeInputs ?? inputs, shape: outShape)
         }
-        if layer.nestedModel != nil { throw error(layer, "nested models are not supported; save the inner model's layers flat") }
+        if let nested = layer.nestedModel {
+            guard inputs.count == 1 else { throw error(layer, "takes \(inputs.count) inputs; one expected") }
+            return try addModel(nested, input: inputs[0])
+        }
         if Self.mergeKinds[layer.className] == nil && layer.className != "Concatenate" && inputs.count != 1 {
             throw error(layer, "takes \(inputs.count) inputs; one expected")
         }

@@ -36,6 +36,15 @@ public struct ModelConfig: Sendable {
     public var layers: [LayerConfig]
     public var inputs: [TensorReference]
     public var outputs: [TensorReference]
+    /// Every layer, those of nested models included (depth first, in model order), each with
+    /// whether all the models around it are trainable.
+    public var allLayers: [(layer: LayerConfig, modelTrainable: Bool)] {
+        layers.flatMap { layer -> [(layer: LayerConfig, modelTrainable: Bool)] in
+            guard let nested = layer.nestedModel else { return [(layer, true)] }
+            return [(layer, true)] + nested.allLayers.map { ($0.layer, $0.modelTrainable && layer.trainable) }
+        }
+    }
+
     /// Declared input shape without the batch axis, when the config records one.
     public var inputShape: [Int?]?
     /// The JSON document this config was parsed from (written back verbatim by exports).
