@@ -39,4 +39,13 @@ import Testing
         #expect(result.status == 0, "\(result.stderr)")
         #expect(FileManager.default.fileExists(atPath: path("trained.h5")))
     }
+
+    /// A frozen base (`base.trainable = False`) counts as non-trainable, as Keras counts it: only
+    /// the Dense head's 16 x 10 + 10 parameters are trainable, in both formats.
+    @Test(arguments: ["nested_frozen_k2.h5", "nested_frozen_k3.keras"])
+    func aFrozenBaseIsNotTrainable(fixture: String) throws {
+        let stats = try json(try gmtool(["stats", Paths.fixture(fixture), "--json"]))
+        #expect(stats["trainable_parameters"] as? Int == 170)
+        #expect(stats["total_parameters"] as? Int == 1_178)
+    }
 }
