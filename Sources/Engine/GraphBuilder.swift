@@ -147,7 +147,7 @@ struct GraphBuilder {
     }
 
     /// The model's parameter for one weight of `layer`, its shape checked.
-    private mutating func parameter(_ layer: LayerConfig, _ role: WeightRole, shape: [Int], required: Bool = true) throws -> Parameter? {
+    mutating func parameter(_ layer: LayerConfig, _ role: WeightRole, shape: [Int], required: Bool = true) throws -> Parameter? {
         let weights = weightsByLayer[layer.name] ?? []
         guard let weight = weights.first(where: { $0.role == role }) else {
             if required { throw error(layer, "has no \(role) weight in the file") }

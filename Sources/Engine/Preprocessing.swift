@@ -1,6 +1,7 @@
 import KerasCheckpoint
+import ModelState
 
-// The preprocessing and augmentation family: Rescaling (x * scale + offset), the random
+// The preprocessing and augmentation family: Rescaling (x * scale + offset), Normalization, the random
 // augmentation layers and the noise/regularization layers, which Keras applies only in
 // training and which are the identity at inference (eval, grad, prune), and the layers that
 // cannot run (Lambda, TFOpLambda, custom classes), refused with the reason.
@@ -55,10 +56,96 @@ extension GraphBuilder {
                                                count: count, channels: channels)
             return append(Node(name: layer.name, layerName: layer.name, className: layer.className,
                                operation: operation, inputs: [input], shape: shape))
+        case "Normalization":
+            return try addNormalization(layer, input: input)
         case "Lambda", "TFOpLambda", "SlicingOpLambda":
             throw error(layer, "runs Python code saved with the model, which gmtool cannot run; rebuild the model with built-in Keras layers")
         default:
             return nil
+        }
+    }
+}
+
+extension GraphBuilder {
+    /// Keras' Normalization over the last axis: adapted statistics from the file (mean, variance
+    /// and the int64 count, which only records how many samples `adapt` saw), or constants from
+    /// the config.
+    private mutating func addNormalization(_ layer: LayerConfig, input: Int) throws -> Int {
+        let shape = nodes[input].shape
+        let channels = shape.last ?? 1
+        let axis = layer.config["axis"]
+        let lastAxis = axis == nil || axis?.int == -1 || axis?.ints == [-1] || axis?.ints == [shape.count] || axis?.int == shape.count
+        guard lastAxis else { throw error(layer, "normalizes over axis \(axis.map { "\($0)" } ?? "None"); gmtool supports the last axis (-1) only") }
+        let invert = layer.config["invert"]?.bool ?? false
+        let statistics: NormalizationOperation.Statistics
+        if let given = layer.config["mean"], given != .null {
+            func constants(_ key: String) throws -> [Float] {
+                let raw = layer.config[key]
+                if let number = raw?.double { return Array(repeating: Float(number), count: channels) }
+                if let list = raw?.array?.compactMap(\.double), list.count == channels, raw?.array?.count == channels {
+                    return list.map(Float.init)
+                }
+                throw error(layer, "\(key) must be a number or a list of \(channels) numbers")
+            }
+            statistics = .constants(mean: try constants("mean"), variance: try constants("variance"))
+        } else {
+            let mean = try parameter(layer, .mean, shape: [channels])!
+            let variance = try parameter(layer, .variance, shape: [channels])!
+            _ = try parameter(layer, .count, shape: [])
+            statistics = .adapted(mean: mean, variance: variance)
+        }
+        let operation = NormalizationOperation(statistics: statistics, invert: invert, count: shape.reduce(1, *), channels: channels)
+        return append(Node(name: layer.name, layerName: layer.name, className: layer.className,
+                           operation: operation, inputs: [input], shape: shape))
+    }
+}
+
+/// y = (x - mean) / max(sqrt(variance), 1e-7) per channel, or with `invert`
+/// y = mean + x * max(sqrt(variance), 1e-7), in TensorFlow's float32 operation order (Keras 2 and
+/// 3 alike; 1e-7 is Keras' backend epsilon).
+final class NormalizationOperation: Operation {
+    enum Statistics {
+        case adapted(mean: Parameter, variance: Parameter)
+        case constants(mean: [Float], variance: [Float])
+    }
+    let statistics: Statistics
+    let invert: Bool
+    let count: Int, channels: Int
+    private(set) var mean: [Float] = []
+    private(set) var scale: [Float] = []
+
+    init(statistics: Statistics, invert: Bool, count: Int, channels: Int) {
+        (self.statistics, self.invert, self.count, self.channels) = (statistics, invert, count, channels)
+        parametersChanged()
+    }
+
+    var parameters: [Parameter] {
+        if case .adapted(let mean, let variance) = statistics { return [mean, variance] }
+        return []
+    }
+
+    func parametersChanged() {
+        let variance: [Float]
+        switch statistics {
+        case .adapted(let m, let v): (mean, variance) = (Array(m.values), Array(v.values))
+        case .constants(let m, let v): (mean, variance) = (m, v)
+        }
+        scale = variance.map { max($0.squareRoot(), 1e-7) }
+    }
+
+    func forward(_ c: PassContext) {
+        let x = c.inputs[0], y = c.output
+        for i in 0..<(c.batch * count) {
+            let channel = i % channels
+            y[i] = invert ? mean[channel] + x[i] * scale[channel] : (x[i] - mean[channel]) / scale[channel]
+        }
+    }
+
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        for i in 0..<(c.batch * count) {
+            let channel = i % channels
+            dx[i] += invert ? c.outputGradient[i] * scale[channel] : c.outputGradient[i] / scale[channel]
         }
     }
 }

@@ -244,9 +244,6 @@ public final class Checkpoint {
         modelTrainable: Bool, source: String
     ) throws -> CheckpointWeight {
         let elementType = dataset.elementType
-        guard elementType.isFloat else {
-            throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
-        }
         let shape = dataset.shape
         try checkFitsInMemory(dataset.elementCount, source: source, object: dataset.path)
         var role = WeightRole(fileName: name)
@@ -264,6 +261,9 @@ public final class Checkpoint {
                 throw CheckpointError(file: source, object: dataset.path,
                                       problem: "shape \(shapeText(shape)) disagrees with the config of \(layer.className) layer \(layer.name), which implies \(expected)")
             }
+        }
+        guard elementType.isFloat || (role.mayBeInteger && elementType.isInteger) else {
+            throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
         }
         let prunable = layer.flatMap { LayerWeights.prunableRoles[$0.className]?.contains(role) } ?? false
         return CheckpointWeight(

@@ -13,7 +13,7 @@ import Testing
     func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
     @Test(arguments: ["activations_k2.h5", "activations_k3.keras", "merging_k2.h5", "merging_k3.keras",
-                      "nested_k2.h5", "nested_k3.keras"])
+                      "nested_k2.h5", "nested_k3.keras", "normalization_k2.h5", "normalization_k3.keras"])
     func prunesWithGradientsExportsAndRunsTheExport(fixture: String) throws {
         let data = ["--data", Shared.data, "--split", "validation", "--limit", "64"]
         let evalData = ["--data", Shared.data, "--limit", "64", "--json"]
