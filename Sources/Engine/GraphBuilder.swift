@@ -258,6 +258,9 @@ struct GraphBuilder {
     // MARK: Layers
 
     private mutating func add(_ layer: LayerConfig, inputs: [Int]) throws -> Int {
+        if layer.isOperation { return try addOperation(layer, inputs: inputs) }
+        if let reason = Self.cannotRun[layer.className] { throw error(layer, reason) }
+        guard !inputs.isEmpty else { throw error(layer, "has no input tensor gmtool can read from its inbound node") }
         let shapes = inputs.map { nodes[$0].shape }
         let shape = shapes[0]
         func node(_ operation: Operation, _ outShape: [Int], name: String? = nil, inputs nodeInputs: [Int]? = nil) -> Node {

@@ -30,6 +30,31 @@ extension GraphBuilder {
                            inputs: inputs, shape: output))
     }
 
+    /// A Keras 3 operation on one tensor and one number (`x + 3.0`, `x * (1 / 6)`, as
+    /// MobileNetV3's hard sigmoid is written), which Keras 3 records in the model config.
+    mutating func addOperation(_ layer: LayerConfig, inputs: [Int]) throws -> Int {
+        let name = "keras.ops.\(layer.className.lowercased())"
+        let constants = layer.callArguments.enumerated().compactMap { index, value in value.double.map { (index, Float($0)) } }
+        guard inputs.count == 1, constants.count == 1, layer.callArguments.count == 2 else {
+            throw error(layer, "is the operation \(name) on \(inputs.count) tensors and \(constants.count) numbers; gmtool runs operations on one tensor and one number only")
+        }
+        let (position, constant) = constants[0]
+        let kind: ScalarOperation.Kind
+        switch (layer.className, position) {
+        case ("Add", _): kind = .add
+        case ("Multiply", _): kind = .multiply
+        case ("Subtract", 1): kind = .subtract
+        case ("Subtract", 0): kind = .subtractFrom
+        case ("Divide", 1), ("TrueDivide", 1): kind = .divide
+        default:
+            throw error(layer, "is the operation \(name), which gmtool does not run (it runs add, subtract, multiply and divide by a number)")
+        }
+        let shape = nodes[inputs[0]].shape
+        return append(Node(name: layer.name, layerName: layer.name, className: layer.className,
+                           operation: ScalarOperation(kind: kind, constant: constant, count: shape.reduce(1, *)),
+                           inputs: inputs, shape: shape))
+    }
+
     mutating func addConcatenate(_ layer: LayerConfig, inputs: [Int]) throws -> Int {
         let shapes = inputs.map { nodes[$0].shape }
         let shape = shapes[0]
@@ -186,6 +211,41 @@ final class MergeOperation: Operation {
                     }
                 case .maximum, .minimum: add(winner(c, sample: s, j), j, dy[j])
                 }
+            }
+        }
+    }
+}
+
+/// y = x op c for a float32 constant c, one TensorFlow float32 operation per element.
+final class ScalarOperation: Operation {
+    enum Kind: Sendable { case add, multiply, subtract, subtractFrom, divide }
+    let kind: Kind
+    let constant: Float
+    let count: Int
+    init(kind: Kind, constant: Float, count: Int) { (self.kind, self.constant, self.count) = (kind, constant, count) }
+
+    func forward(_ c: PassContext) {
+        let x = c.inputs[0], y = c.output, k = constant
+        for i in 0..<(c.batch * count) {
+            switch kind {
+            case .add: y[i] = x[i] + k
+            case .multiply: y[i] = x[i] * k
+            case .subtract: y[i] = x[i] - k
+            case .subtractFrom: y[i] = k - x[i]
+            case .divide: y[i] = x[i] / k
+            }
+        }
+    }
+
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        let dy = c.outputGradient
+        for i in 0..<(c.batch * count) {
+            switch kind {
+            case .add, .subtract: dx[i] += dy[i]
+            case .subtractFrom: dx[i] -= dy[i]
+            case .multiply: dx[i] += dy[i] * constant
+            case .divide: dx[i] += dy[i] / constant
             }
         }
     }

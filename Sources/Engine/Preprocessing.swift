@@ -19,6 +19,13 @@ extension GraphBuilder {
         "GaussianNoise": "additive noise", "ActivityRegularization": "a loss term",
     ]
 
+    /// Layers that cannot run outside Python, with the reason.
+    static let cannotRun: [String: String] = [
+        "Lambda": "runs Python code saved with the model, which gmtool cannot run; rebuild the model with built-in Keras layers",
+        "TFOpLambda": "is a TensorFlow operation recorded from Python code (Keras 2 writes `x + 3` or `tf.nn.relu(x)` on a tensor this way), which gmtool cannot run; rebuild the model with built-in Keras layers (Keras 3 saves such models with them)",
+        "SlicingOpLambda": "is tensor slicing recorded from Python code, which gmtool cannot run; rebuild the model with built-in Keras layers",
+    ]
+
     /// Builds a layer of this family, or returns nil when `layer` is not one.
     mutating func addPreprocessing(_ layer: LayerConfig, input: Int) throws -> Int? {
         let shape = nodes[input].shape
@@ -58,8 +65,6 @@ extension GraphBuilder {
                                operation: operation, inputs: [input], shape: shape))
         case "Normalization":
             return try addNormalization(layer, input: input)
-        case "Lambda", "TFOpLambda", "SlicingOpLambda":
-            throw error(layer, "runs Python code saved with the model, which gmtool cannot run; rebuild the model with built-in Keras layers")
         default:
             return nil
         }

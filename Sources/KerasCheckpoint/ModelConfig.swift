@@ -21,6 +21,14 @@ public struct LayerConfig: Sendable {
     public var nestedModel: ModelConfig? = nil
     /// Keras 3's `registered_name` ("Custom>MyLayer" for a registered custom class), when written.
     public var registeredName: String? = nil
+    /// Keras 3's `module`: `keras.layers` for a layer, `keras.src.ops.numpy` and the like for an
+    /// operation applied to tensors in a Functional model (`x + 3.0` is an `Add` operation).
+    public var module: String? = nil
+    /// The positional arguments of Keras 3's single call (tensors and constants), when written.
+    public var callArguments: [JSONValue] = []
+
+    /// A Keras 3 operation (keras.ops) recorded in a Functional model, rather than a layer.
+    public var isOperation: Bool { module?.hasPrefix("keras.src.ops") == true || module?.hasPrefix("keras.ops") == true }
 
     /// `trainable` from the config (Keras' default is true).
     public var trainable: Bool { config["trainable"]?.bool ?? true }
@@ -114,7 +122,8 @@ public struct ModelConfig: Sendable {
             let inbound = try (entry["inbound_nodes"]?.array ?? []).map { try Self.parseNode($0, source: source) }
             parsed.append(LayerConfig(name: layerName, className: layerClass, config: layerConfig,
                                       inboundNodes: inbound, nestedModel: nested,
-                                      registeredName: entry["registered_name"]?.string))
+                                      registeredName: entry["registered_name"]?.string, module: entry["module"]?.string,
+                                      callArguments: entry["inbound_nodes"]?.array?.first?["args"]?.array ?? []))
         }
         layers = parsed
         inputs = Self.parseReferences(config["input_layers"])
