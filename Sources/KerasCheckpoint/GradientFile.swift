@@ -121,14 +121,6 @@ public struct WeightsDigest: Sendable {
         state = h
     }
 
-    /// Adds raw bytes (the same digest as `add` over float32 values of those bytes): for shard
-    /// partials and data files.
-    public mutating func add(bytes: UnsafeRawBufferPointer) {
-        var h = state
-        for byte in bytes { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        state = h
-    }
-
     /// 16 lowercase hex digits.
     public var hex: String {
         let digits = String(state, radix: 16)
