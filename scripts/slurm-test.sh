@@ -23,11 +23,16 @@ done
 work=$(mktemp -d /tmp/gmtool-slurm.XXXXXX)
 chmod 755 "$work"
 pids=()
+stop() {  # SIGTERM, up to 10 s to exit, then SIGKILL
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true; done
-  [ -f "$work/munged.pid" ] && kill "$(cat "$work/munged.pid")" 2>/dev/null || true
-  rm -rf "$work"
+  for pid in "${pids[@]}"; do stop "$pid"; done
+  [ -f "$work/munged.pid" ] && stop "$(cat "$work/munged.pid")"
+  cd /
+  rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
 }
 trap cleanup EXIT
 fail() {
@@ -96,7 +101,7 @@ done
 echo "slurm-test: slurmctld and slurmd up on $node (ports $port-$((port + 1)))"
 
 # The reference: one plain run.
-"$gmtool" grad "$model" --data "$data" $args --quiet -o "$work/single.h5" >/dev/null
+"$gmtool" grad "$model" --data "$data" $args --quiet -o "$work/single.h5" >/dev/null || fail "the single gmtool grad run failed"
 
 # The example scripts, as a user submits them (the jobs inherit this environment).
 cd "$work/out"
