@@ -488,7 +488,7 @@ public final class Network: @unchecked Sendable {
 }
 
 /// The gradient of the mean loss from the Double sum over `imageCount` images, rounded to float:
-/// the one conversion `gradients` and `mergeShards` both use, so a merge gives the same bits.
+/// the one conversion `gradients` and `mergeGradientShards` both use, so a merge gives the same bits.
 public func meanGradient(_ total: UnsafeBufferPointer<Double>, imageCount: Int) -> [Float] {
     let scale = 1 / Double(max(1, imageCount))
     return total.map { Float($0 * scale) }

@@ -73,7 +73,9 @@ extension Network {
     /// The gradient pass over `source`, batch group by batch group (`gradientGroupBatches`; the
     /// last may be shorter): after each group the accumulators are committed and `afterGroup`
     /// gets the group's per-batch totals. `storing`: the Double totals become the group's own
-    /// sum (`withGradientTotals` reads it) instead of adding it.
+    /// sum (`withGradientTotals` reads it) instead of adding it. A source's first batch is its
+    /// largest, so the workspaces are made before anything accumulates and no commit falls
+    /// inside a group.
     func gradientGroups(_ source: ImageBatchSource, batchSize: Int, storing: Bool, progress: (Int) -> Void,
                         afterGroup: ([PassTotals]) throws -> Void) throws {
         var group: [PassTotals] = []
