@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what gmtool needs to build (Debian packages) and, with --python, the Python
+# Installs what gmtool needs to build and test (Debian packages; slurm-wlm and munge for the
+# single-node Slurm test, scripts/slurm-test.sh) and, with --python, the Python
 # environment used only for fixtures and interop tests (.venv, never by the tool itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config)
+packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
