@@ -33,8 +33,11 @@ struct Axis {
             var ticks: [Double] = []
             var k = (low / step).rounded(.up)
             while k * step <= high + step * 1e-9 {
-                // k * step, not repeated additions: 0.1 + 0.1 + 0.1 is not 0.3.
-                ticks.append(k * step == 0 ? 0 : k * step)
+                // k * step rounded to the step's decimals: 3 * 0.1 is 0.30000000000000004, the
+                // tick is 0.3.
+                let decimals = max(0, -Int(log10(step).rounded(.down)))
+                let value = Double(String(format: "%.\(decimals)f", k * step))!
+                ticks.append(value == 0 ? 0 : value)
                 k += 1
             }
             self.ticks = ticks
