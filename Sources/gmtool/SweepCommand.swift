@@ -26,10 +26,10 @@ struct SweepCommand: ParsableCommand {
 
     @OptionGroup var checkpoint: CheckpointOptions
 
-    @Option(name: .long, help: "The betas: numbers and ranges a:b:n, a:b:n:log, a:b:step, comma-separated.")
+    @Option(name: .long, parsing: .unconditional, help: "The betas: numbers and ranges a:b:n, a:b:n:log, a:b:step, comma-separated.")
     var beta: String
 
-    @Option(name: .long, help: "The gammas, as --beta (inf: magnitude only).")
+    @Option(name: .long, parsing: .unconditional, help: "The gammas, as --beta (inf: magnitude only).")
     var gamma: String = "inf"
 
     @OptionGroup var dataOptions: DataOptions
@@ -213,9 +213,8 @@ final class SweepProgress {
     }
 
     func update(_ done: Int, _ outcome: PointOutcome) {
-        if let index = sparsestWithin([best, outcome].compactMap { $0 }, baseline: baseline, maxDrop: maxDrop) {
-            best = [best, outcome].compactMap { $0 }[index]
-        }
+        let candidates = (best.map { [$0] } ?? []) + [outcome]
+        if let index = sparsestWithin(candidates, baseline: baseline, maxDrop: maxDrop) { best = candidates[index] }
         guard enabled else { return }
         let bestText = best.map { "best: beta \(thresholdText($0.beta)) gamma \(thresholdText($0.gamma)), \(percent($0.sparsity)) sparse, top-1 \(percent($0.top1))" }
             ?? "no point within the drop yet"
