@@ -264,6 +264,7 @@ public func writeFolderAtomically(to destination: String, files: [(name: String,
                                   isPrevious: (String) -> Bool) throws {
     try checkOutputFolder(destination, kind: kind, isPrevious: isPrevious)
     let path = trimmedFolderPath(destination)
+    Temporaries.removeStaleFiles(in: URL(fileURLWithPath: path).deletingLastPathComponent().path)
     let temporary = Temporaries.file(beside: path)
     let folderSlot = Temporaries.register(temporary, isFolder: true)
     var fileSlots: [(String, Int32)] = []

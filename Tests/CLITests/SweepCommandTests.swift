@@ -52,7 +52,11 @@ import Testing
         // A gradient-aware point's command reproduces too (it needs --data for dC/dw).
         #expect(command.contains("--gamma inf") || command.contains("--data"))
 
-        // Again into the same folder: a previous sweep is replaced whole, nothing left beside it.
+        // Again into the same folder: a previous sweep is replaced whole, nothing left beside it,
+        // and a temporary folder a killed sweep left (its process gone) is removed.
+        let stale = scratch.appendingPathComponent(".sweep.gmtool-999999-\(UUID().uuidString).tmp")
+        try FileManager.default.createDirectory(at: stale, withIntermediateDirectories: true)
+        try Data("half".utf8).write(to: stale.appendingPathComponent("sweep.csv"))
         let again = try gmtool(["sweep", model, "--beta", "0.05", "--gamma", "inf"] + data + ["-o", folder])
         #expect(again.status == 0, "\(again.stderr)")
         #expect(try String(contentsOfFile: folder + "/sweep.csv", encoding: .utf8).split(separator: "\n").count == 2)
