@@ -67,6 +67,10 @@ struct SensitivityCommand: ParsableCommand {
         if gamma.isFinite && dataOptions.data.isEmpty { throw ValidationError("--gamma needs --data (the images for dC/dw)") }
         if dataOptions.data.isEmpty && evalData.isEmpty { throw ValidationError("give --data or --eval-data (the images each try is evaluated on)") }
         if evalSplit != nil && evalData.isEmpty { throw ValidationError("--eval-split is used only with --eval-data") }
+        if !dataOptions.data.isEmpty && !evalData.isEmpty && !(gamma.isFinite) {
+            throw ValidationError("--data is not used: with gamma = inf only there is no gradient pass, and --eval-data gives the evaluation images")
+        }
+        if dataOptions.split != nil && dataOptions.data.isEmpty { throw ValidationError("--split selects the --data images; give --data") }
         if !(maxDrop >= 0) || !maxDrop.isFinite { throw ValidationError("--max-drop must be a number >= 0 (percentage points)") }
     }
 

@@ -81,6 +81,10 @@ struct SweepCommand: ParsableCommand {
         }
         if dataOptions.data.isEmpty && evalData.isEmpty { throw ValidationError("give --data or --eval-data (the images each point is evaluated on)") }
         if evalSplit != nil && evalData.isEmpty { throw ValidationError("--eval-split is used only with --eval-data") }
+        if !dataOptions.data.isEmpty && !evalData.isEmpty && !(grid.gammas.contains(where: \.isFinite)) {
+            throw ValidationError("--data is not used: with gamma = inf only there is no gradient pass, and --eval-data gives the evaluation images")
+        }
+        if dataOptions.split != nil && dataOptions.data.isEmpty { throw ValidationError("--split selects the --data images; give --data") }
         if progress && quiet { throw ValidationError("--progress and --quiet contradict each other") }
     }
 

@@ -69,6 +69,7 @@ import Testing
         (["--beta", "0:1:101", "--gamma", "0:1:100"], "gmtool: error: the grid has 10100 points (more than 10000); add --yes to run it"),
         (["--beta", "0.1", "--gamma", "-1"], "gmtool: error: --gamma '-1': -1.0 is not a number >= 0"),
         (["--beta", "inf"], "gmtool: error: --beta 'inf': inf is not a finite number >= 0"),
+        (["--beta", "0.1", "--eval-data", Shared.data], "gmtool: error: --data is not used: with gamma = inf only there is no gradient pass, and --eval-data gives the evaluation images"),
     ])
     func badGridsAreUsageErrorsAndWriteNothing(arguments: [String], line: String) throws {
         let folder = path("never")
