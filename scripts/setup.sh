@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config slurm-wlm munge)
+# chromium: the browser test of the charts (Tests/interop/test_charts_browser.py), never used by gmtool;
+# slurm-wlm and munge: the single-node Slurm test (scripts/slurm-test.sh).
+packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config chromium slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,7 +19,7 @@ fi
 
 if [ "${1:-}" = "--python" ]; then
   if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-  if ! .venv/bin/python -c 'import tensorflow, tf_keras, h5py, scipy, pytest' 2>/dev/null; then
+  if ! .venv/bin/python -c 'import tensorflow, tf_keras, h5py, scipy, pytest, PIL' 2>/dev/null; then
     echo "setup: installing the Python interop environment (.venv)"
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/interop/requirements.txt
   fi
