@@ -22,7 +22,7 @@ public struct SweepPoint: Sendable, Hashable {
 }
 
 /// One kernel at one point.
-public struct LayerOutcome: Sendable, Encodable {
+public struct LayerOutcome: Sendable, Codable, Equatable {
     public var layer: String
     public var role: String
     public var parameters: Int

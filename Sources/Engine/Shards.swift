@@ -4,7 +4,8 @@ import KerasCheckpoint
 
 /// Which contiguous part of a pass shard K of N computes. A pass is cut into units, never
 /// inside one: batch groups (`Network.gradientGroupBatches` batches) for gradients, batches for
-/// evaluations. The units are shared out in N contiguous near-equal runs (shard K gets units
+/// evaluations; for a sweep the "images" are the grid's points, each its own unit (batch size 1).
+/// The units are shared out in N contiguous near-equal runs (shard K gets units
 /// K*U/N ..< (K+1)*U/N), so every shard's images start on a unit boundary and are batched
 /// exactly as the single pass batches them (docs/SCALE.md).
 public struct ShardPlan: Sendable {
@@ -23,6 +24,9 @@ public struct ShardPlan: Sendable {
         self.batchSize = batchSize
         unitBatches = kind == .gradients ? Network.gradientGroupBatches : 1
         guard count <= unitCount else {
+            if kind == .sweep {
+                throw CheckpointError(file: "--shard \(index)/\(count)", problem: "the grid has only \(totalImages) points; use at most \(totalImages) shards")
+            }
             let unit = kind == .gradients ? "batch groups (\(unitBatches) batches of \(batchSize) images)" : "batches of \(batchSize) images"
             throw CheckpointError(file: "--shard \(index)/\(count)",
                                   problem: "\(totalImages) images are only \(unitCount) \(unit); use at most \(unitCount) shards or a smaller --batch-size")
@@ -121,12 +125,13 @@ public func openShards(_ paths: [String], tool: String) throws -> [ShardFile.Rea
         let h = reader.header
         func refuse(_ problem: String) -> CheckpointError { CheckpointError(file: reader.path, problem: problem) }
         if h.kind != a.kind { throw refuse("is a \(h.kind.rawValue) shard, \(first.path) a \(a.kind.rawValue) shard") }
+        if h.grid != a.grid { throw refuse("is part of another sweep (\(h.grid); \(first.path): \(a.grid))") }
         if h.tool != tool { throw refuse("was made by \(h.tool); this is \(tool): merge with the gmtool that made the shards") }
         if h.weightsDigest != a.weightsDigest {
             throw refuse("was taken on another model (weights digest \(h.weightsDigest), \(first.path)'s is \(a.weightsDigest))")
         }
         if h.dataDigest != a.dataDigest { throw refuse("was taken on other data (\(h.dataDigest); \(first.path): \(a.dataDigest))") }
-        if h.totalImages != a.totalImages { throw refuse("is part of a pass over \(h.totalImages) images, \(first.path) of \(a.totalImages)") }
+        if h.totalImages != a.totalImages { throw refuse("is part of a pass over \(h.totalImages) \(h.noun), \(first.path) of \(a.totalImages)") }
         if h.scaling != a.scaling { throw refuse("scales its inputs \(h.scaling), \(first.path) \(a.scaling)") }
         if h.batchSize != a.batchSize || h.unitBatches != a.unitBatches {
             throw refuse("was run with --batch-size \(h.batchSize), \(first.path) with \(a.batchSize)")
@@ -136,11 +141,11 @@ public func openShards(_ paths: [String], tool: String) throws -> [ShardFile.Rea
         }
         let unitImages = h.batchSize * h.unitBatches
         guard h.images == (h.units.lowerBound * unitImages)..<min(h.units.upperBound * unitImages, h.totalImages) else {
-            throw refuse("is not a valid shard (images \(h.images.lowerBound)-\(h.images.upperBound - 1) are not its units \(h.units.lowerBound)-\(h.units.upperBound - 1))")
+            throw refuse("is not a valid shard (\(h.noun) \(h.images.lowerBound)-\(h.images.upperBound - 1) are not its units \(h.units.lowerBound)-\(h.units.upperBound - 1))")
         }
     }
     let sorted = readers.sorted { ($0.header.images.lowerBound, $0.header.images.upperBound) < ($1.header.images.lowerBound, $1.header.images.upperBound) }
-    func images(_ r: Range<Int>) -> String { "images \(r.lowerBound)-\(r.upperBound - 1)" }
+    func images(_ r: Range<Int>) -> String { "\(a.noun) \(r.lowerBound)-\(r.upperBound - 1)" }
     for (previous, next) in zip(sorted, sorted.dropFirst()) {
         let (p, n) = (previous.header, next.header)
         if n.images == p.images {

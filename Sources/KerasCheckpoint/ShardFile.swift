@@ -2,9 +2,11 @@ internal import CZlib
 import Foundation
 import HDF5
 
-/// A shard file written by `gmtool grad --shard` or `gmtool eval --shard`: one contiguous range
-/// of a pass's images, as partial sums that `gmtool merge` adds, in a fixed order, into exactly
-/// what the single pass gives (docs/SCALE.md).
+/// A shard file written by `gmtool grad --shard`, `gmtool eval --shard` or `gmtool sweep --shard`:
+/// one contiguous range of a pass's images, as partial sums that `gmtool merge` adds, in a fixed
+/// order, into exactly what the single pass gives; for a sweep, one contiguous range of the grid's
+/// points ("images" and "units" are then points), their outcomes as JSON bytes in `/sweep/shard.json`
+/// (docs/SCALE.md).
 ///
 /// Layout: root attributes (the `Header`: marker `gmtool_shard` = kind, the shard's K/N, its
 /// image and unit range, the pass's image count and batching, the weights digest, the data files'
@@ -13,10 +15,11 @@ import HDF5
 /// for gradients, per batch group g, `/groups/<g>/<weight path>`: float64 d(sum of losses)/dw
 /// over that group's images, the weight's shape. Every dataset carries a `digest` attribute (CRC-32
 /// of its bytes, zlib's: several times faster than FNV-1a on these sizes), so a changed byte is
-/// caught on merge, not added in. Written atomically.
+/// caught on merge, not added in. A sweep shard has no per-batch totals; its `grid` attribute
+/// describes the whole grid and every setting the points depend on. Written atomically.
 public enum ShardFile {
     public static let marker = "gmtool_shard"
-    public enum Kind: String, Sendable { case gradients, evaluation }
+    public enum Kind: String, Sendable { case gradients, evaluation, sweep }
 
     public struct Header: Sendable {
         public var kind: Kind
@@ -40,18 +43,22 @@ public enum ShardFile {
         public var tool: String
         /// Gradients: each trainable weight's dataset path and shape, in checkpoint order.
         public var weights: [(path: String, shape: [Int])]
+        /// Sweeps: the whole grid and the settings its points depend on (empty for passes).
+        public var grid: String
 
         public init(kind: Kind, index: Int, count: Int, totalImages: Int, images: Range<Int>, units: Range<Int>,
                     batchSize: Int, unitBatches: Int, weightsDigest: String, dataDigest: String, model: String,
-                    data: String, scaling: String, tool: String, weights: [(path: String, shape: [Int])]) {
+                    data: String, scaling: String, tool: String, weights: [(path: String, shape: [Int])], grid: String = "") {
             self.kind = kind; self.index = index; self.count = count; self.totalImages = totalImages
             self.images = images; self.units = units; self.batchSize = batchSize; self.unitBatches = unitBatches
             self.weightsDigest = weightsDigest; self.dataDigest = dataDigest; self.model = model; self.data = data
-            self.scaling = scaling; self.tool = tool; self.weights = weights
+            self.scaling = scaling; self.tool = tool; self.weights = weights; self.grid = grid
         }
 
         /// "shard 2/4" (K 0-based).
         public var label: String { "shard \(index)/\(count)" }
+        /// What the ranges count: "images" of a pass, "points" of a sweep.
+        public var noun: String { kind == .sweep ? "points" : "images" }
     }
 
     /// Per-batch totals of a shard, in batch order.
@@ -64,15 +71,16 @@ public enum ShardFile {
     }
 
     /// Writes a shard atomically: the header, then whatever `body` adds through the writer
-    /// (group partials as each group finishes, so memory stays flat), then `batches()`.
-    public static func write(to path: String, header: Header, body: (Writer) throws -> Void, batches: () -> Batches) throws {
+    /// (group partials as each group finishes, so memory stays flat), then `batches()` (a pass's
+    /// shard; nil for a sweep's, which has none).
+    public static func write(to path: String, header: Header, body: (Writer) throws -> Void, batches: (() -> Batches)?) throws {
         try writeAtomically(to: path) { temporary in
             do {
                 let file = try HDF5File.create(temporary)
                 let root = file.root
                 let text: [String: String] = [
                     marker: header.kind.rawValue, "weights_digest": header.weightsDigest, "data_digest": header.dataDigest,
-                    "model": header.model, "data": header.data, "scaling": header.scaling, "tool": header.tool,
+                    "model": header.model, "data": header.data, "scaling": header.scaling, "tool": header.tool, "grid": header.grid,
                     "weight_shapes": header.weights.map { $0.shape.map(String.init).joined(separator: ",") }.joined(separator: ";"),
                 ]
                 for (key, value) in text.sorted(by: { $0.key < $1.key }) { try root.setAttribute(key, string: value) }
@@ -85,11 +93,12 @@ public enum ShardFile {
                 for (key, value) in numbers.sorted(by: { $0.key < $1.key }) { try root.setAttribute(key, values: [Int64(value)], scalar: true) }
                 try root.setAttribute("weight_paths", strings: header.weights.map(\.path).isEmpty ? [""] : header.weights.map(\.path))
                 try body(Writer(file: file, header: header))
-                let totals = batches()
-                try checkedDataset(root, "batches/images", totals.images)
-                try checkedDataset(root, "batches/loss_sum", totals.lossSum)
-                try checkedDataset(root, "batches/top1", totals.top1)
-                try checkedDataset(root, "batches/top5", totals.top5)
+                if let totals = batches?() {
+                    try checkedDataset(root, "batches/images", totals.images)
+                    try checkedDataset(root, "batches/loss_sum", totals.lossSum)
+                    try checkedDataset(root, "batches/top1", totals.top1)
+                    try checkedDataset(root, "batches/top5", totals.top5)
+                }
                 try file.flush()
             } catch let error as HDF5Error {
                 throw CheckpointError(file: path, object: error.path, problem: "write failed (\(error.detail))")
@@ -107,6 +116,11 @@ public enum ShardFile {
             for (weight, values) in zip(header.weights, tensors) {
                 try checkedDataset(file.root, ShardFile.groupPath(unit, weight.path), Array(values), shape: weight.shape)
             }
+        }
+
+        /// Bytes (a sweep shard's JSON) at `name`, with their digest.
+        public func addBytes(_ name: String, _ bytes: [UInt8]) throws {
+            try checkedDataset(file.root, name, bytes)
         }
     }
 
@@ -138,7 +152,7 @@ public enum ShardFile {
             let root = file.root
             func text(_ name: String) throws -> String {
                 guard (try? root.hasAttribute(name)) == true, let value = try? root.attribute(name).readString() else {
-                    throw CheckpointError(file: path, problem: name == marker ? "is not a shard file written by `gmtool grad --shard` or `gmtool eval --shard` (no \(marker) attribute)"
+                    throw CheckpointError(file: path, problem: name == marker ? "is not a shard file written by `gmtool grad`, `eval` or `sweep --shard` (no \(marker) attribute)"
                                                                                  : "is not a complete shard file (attribute \(name) missing or unreadable)")
                 }
                 return value
@@ -170,7 +184,8 @@ public enum ShardFile {
                             images: first..<end, units: firstUnit..<endUnit, batchSize: try number("batch_size"),
                             unitBatches: try number("unit_batches"), weightsDigest: try text("weights_digest"),
                             dataDigest: try text("data_digest"), model: try text("model"), data: try text("data"),
-                            scaling: try text("scaling"), tool: try text("tool"), weights: Array(zip(paths, shapes)))
+                            scaling: try text("scaling"), tool: try text("tool"), weights: Array(zip(paths, shapes)),
+                            grid: kind == .sweep ? try text("grid") : "")
         }
 
         /// The per-batch totals, checked (digests, lengths equal, one batch per batch of the range).
@@ -187,6 +202,9 @@ public enum ShardFile {
             }
             return totals
         }
+
+        /// The bytes `Writer.addBytes` wrote at `name`, checked against their digest.
+        public func bytes(_ name: String) throws -> [UInt8] { try read(name, as: UInt8.self) }
 
         /// Group `unit`'s partial sums of weight `weight` (an index into `header.weights`).
         public func group(_ unit: Int, weight: Int) throws -> [Double] {

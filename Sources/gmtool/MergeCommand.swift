@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Engine
 import Foundation
@@ -6,20 +7,22 @@ import KerasCheckpoint
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Combine the shard files of `grad --shard` or `eval --shard` into the single run's result.",
+        abstract: "Combine the shard files of `grad`, `eval` or `sweep --shard` into the single run's result.",
         discussion: """
             Gradient shards: writes (-o) exactly the file `gmtool grad` writes without --shard, bit \
             for bit, adding the shards' float64 partial sums in the single run's order, one tensor \
             at a time. Evaluation shards: prints the report `eval` prints for images, top-1, top-5 \
-            and mean loss. Refuses, naming the shard, a missing, duplicated or overlapping shard, \
-            shards of another model or other data, and a truncated or corrupt file.
+            and mean loss. Sweep shards: writes (-o) the folder `gmtool sweep` writes without \
+            --shard, the same files byte for byte but for the two timings in sweep.json. Refuses, \
+            naming the shard, a missing, duplicated or overlapping shard, shards of another model, \
+            other data or another grid, and a truncated or corrupt file.
             """
     )
 
     @Argument(help: "The shard files, in any order.")
     var shards: [String] = []
 
-    @Option(name: [.short, .long], help: "The gradient file to write (gradient shards).")
+    @Option(name: [.short, .long], help: "The gradient file (gradient shards) or sweep folder (sweep shards) to write.")
     var output: String?
 
     @Flag(name: .long, help: "Print JSON instead of text.")
@@ -34,11 +37,21 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let output { try checkOutput(output) }
         let readers = try openShards(shards, tool: "gmtool \(gmtoolVersion)")
         let kind = readers[0].header.kind
+        if kind == .sweep {
+            guard let output else { throw CommandError("\(readers[0].path): sweep shards merge into a sweep folder: give -o") }
+            try checkOutputFolder(output, kind: "a previous sweep", isPrevious: isPreviousSweep)
+            let result = try SweepShard.merge(readers)
+            try writeFolderAtomically(to: output, files: try result.files(), kind: "a previous sweep", isPrevious: isPreviousSweep)
+            if json { try printJSON(result); return }
+            print("wrote \(output) (sweep.csv, layers.csv, sweep.json, 4 charts, report.html): \(result.points.count) points from \(readers.count) shards")
+            if let command = result.command { print("reproduce: \(command)") }
+            return
+        }
         if kind == .gradients {
             guard let output else { throw CommandError("\(readers[0].path): gradient shards merge into a gradient file: give -o") }
+            try checkOutput(output)
             let totals = try mergeGradientShards(readers, to: output) { header, totals in
                 (gradientTextAttributes(model: header.model, data: header.data, scaling: header.scaling),
                  ["images": Double(totals.images), "loss": totals.meanLoss])

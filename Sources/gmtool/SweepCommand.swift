@@ -20,7 +20,10 @@ struct SweepCommand: ParsableCommand {
             layers.csv, sweep.json, four SVG charts and a self-contained report.html (the folder \
             is written whole, then renamed into place; an existing folder is replaced only when \
             it holds a previous sweep). Prints the sparsest point within --max-drop of the \
-            unpruned top-1 and the `gmtool prune` command that reproduces it.
+            unpruned top-1 and the `gmtool prune` command that reproduces it. With --shard K/N it \
+            measures only the K-th of N contiguous runs of the grid's points and writes them to the \
+            shard file -o; `gmtool merge` writes the single sweep's folder from the N files \
+            (docs/SCALE.md).
             """
     )
 
@@ -33,6 +36,7 @@ struct SweepCommand: ParsableCommand {
     var gamma: String = "inf"
 
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var shardOptions: ShardOptions
 
     @Option(name: .long, parsing: .upToNextOption, help: "Evaluate every point on this data (the forms --data takes; default: the --data images).")
     var evalData: [String] = []
@@ -49,7 +53,7 @@ struct SweepCommand: ParsableCommand {
     @Flag(name: .long, help: "Leave depthwise kernels unpruned.")
     var skipDepthwise = false
 
-    @Option(name: [.short, .long], help: "Output folder (created; replaced only when it holds a previous sweep).")
+    @Option(name: [.short, .long], help: "Output folder (created; replaced only when it holds a previous sweep); with --shard, the shard file.")
     var output: String
 
     @Option(name: .long, parsing: .unconditional, help: "Largest top-1 drop, in percentage points, for the point printed and charted per layer.")
@@ -86,6 +90,7 @@ struct SweepCommand: ParsableCommand {
         }
         if dataOptions.split != nil && dataOptions.data.isEmpty { throw ValidationError("--split selects the --data images; give --data") }
         if progress && quiet { throw ValidationError("--progress and --quiet contradict each other") }
+        if shardOptions.shard != nil && samePath(output, checkpoint.model) { throw ValidationError("the output would overwrite the model") }
     }
 
     /// The grid, with beta and gamma as floats (the type the rule uses), beta-major per gamma.
@@ -106,7 +111,8 @@ struct SweepCommand: ParsableCommand {
 
     func run() throws {
         let grid = try points()
-        try checkOutputFolder(output, kind: "a previous sweep", isPrevious: isPreviousSweep)
+        let plan = try shardOptions.plan(images: grid.points.count, batchSize: 1, kind: .sweep)
+        if plan == nil { try checkOutputFolder(output, kind: "a previous sweep", isPrevious: isPreviousSweep) } else { try checkOutput(output) }
         let original = try checkpoint.openModel()
         let working = original.copy()
         var settings = PruningSettings(beta: 0, gamma: .infinity)
@@ -132,18 +138,39 @@ struct SweepCommand: ParsableCommand {
         let explorer = PruningExplorer(original: original, working: working, network: network, targets: targets, gradients: gradients,
                                        evaluation: evaluation, batchSize: dataOptions.batchSize)
         let baseline = try explorer.baseline()
-        let line = SweepProgress(total: grid.points.count, baseline: baseline.top1Accuracy, maxDrop: maxDrop / 100,
+        let points = plan.map { Array(grid.points[$0.images]) } ?? grid.points
+        let line = SweepProgress(total: points.count, baseline: baseline.top1Accuracy, maxDrop: maxDrop / 100,
                                  enabled: progress || (!quiet && !json && isatty(STDERR_FILENO) == 1))
         let start = Date()
-        let outcomes = try explorer.sweep(grid.points, progress: line.update)
+        let outcomes = try explorer.sweep(points, progress: line.update)
         let pointSeconds = Date().timeIntervalSince(start)
-        let selected = sparsestWithin(outcomes, baseline: baseline.top1Accuracy, maxDrop: maxDrop / 100)
+        // A shard selects nothing: the merge selects among all points.
+        let selected = plan != nil ? nil : sparsestWithin(outcomes, baseline: baseline.top1Accuracy, maxDrop: maxDrop / 100)
         let result = SweepResult(
             model: original.path, gradientData: usesGradient ? gradientData?.sourceFiles ?? [] : [], gradientImages: gradientImages,
             evaluationData: evaluation.sourceFiles, evaluationImages: baseline.images, baselineTop1: baseline.top1Accuracy,
             baselineTop5: baseline.top5Accuracy, baselineLoss: baseline.meanLoss, baselineSparsity: original.sparsity,
             betas: grid.betas, gammas: grid.gammas, points: outcomes, maxDrop: maxDrop / 100, selected: selected,
             command: selected.map { pruneCommand(outcomes[$0]) }, gradientSeconds: gradientSeconds, pointSeconds: pointSeconds)
+        if let plan {
+            let evaluationDigest = try dataFilesDigest(evaluation.files)
+            let provenance = ShardProvenance(
+                weightsDigest: original.weightsDigest,
+                dataDigest: "gradients: " + (usesGradient ? try dataFilesDigest(gradientData?.files ?? []) : "none") + "; evaluation: " + evaluationDigest,
+                model: original.path, data: result.gradientData.joined(separator: ",") + "; evaluation: " + result.evaluationData.joined(separator: ","),
+                scaling: evaluation.scaling.description, tool: "gmtool \(gmtoolVersion)")
+            try SweepShard.write(result, commands: outcomes.map(pruneCommand), plan: plan, provenance: provenance, grid: gridDescription(grid),
+                                 to: output)
+            let seconds = Date().timeIntervalSince(start)
+            if json {
+                try printJSON(SweepShardSummary(output: output, shard: plan.index, shards: plan.count, firstPoint: plan.images.lowerBound,
+                                                endPoint: plan.images.upperBound, totalPoints: plan.totalImages, seconds: seconds))
+                return
+            }
+            print("wrote \(output): shard \(plan.index)/\(plan.count), points \(plan.images.lowerBound)-\(plan.images.upperBound - 1) of "
+                  + "\(grouped(plan.totalImages)), \(String(format: "%.2f", seconds)) s; write the sweep folder from the \(plan.count) shards with `gmtool merge`")
+            return
+        }
         try writeFolderAtomically(to: output, files: try result.files(), kind: "a previous sweep", isPrevious: isPreviousSweep)
         if json { try printJSON(result); return }
         print("model:     \(original.path)")
@@ -158,6 +185,14 @@ struct SweepCommand: ParsableCommand {
             print("no point is within \(String(format: "%g", maxDrop)) points of the unpruned top-1")
         }
         print("wrote \(output) (sweep.csv, layers.csv, sweep.json, 4 charts, report.html)")
+    }
+
+    /// What a sweep shard's points depend on besides the model and data (`ShardFile.Header.grid`):
+    /// shards merge only when this text is the same.
+    func gridDescription(_ grid: (betas: [Float], gammas: [Float], points: [SweepPoint])) -> String {
+        ["beta \(grid.betas.map(thresholdText).joined(separator: ","))", "gamma \(grid.gammas.map(thresholdText).joined(separator: ","))",
+         "batch size \(dataOptions.batchSize)", "max drop \(maxDrop)", "include \(include.joined(separator: ","))",
+         "exclude \(exclude.joined(separator: ","))", "skip depthwise \(skipDepthwise)"].joined(separator: "; ")
     }
 
     /// The `gmtool prune` command that makes the point's file: the same model, data, scaling,
@@ -190,6 +225,21 @@ struct SweepCommand: ParsableCommand {
         if skipDepthwise { words.append("--skip-depthwise") }
         words += ["-o", "pruned.h5"]
         return words.map(shellQuoted).joined(separator: " ")
+    }
+}
+
+/// What `sweep --shard --json` prints.
+struct SweepShardSummary: Encodable {
+    var output: String
+    var shard: Int
+    var shards: Int
+    var firstPoint: Int
+    var endPoint: Int
+    var totalPoints: Int
+    var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case output, shard, shards, firstPoint = "first_point", endPoint = "end_point", totalPoints = "total_points", seconds
     }
 }
 
