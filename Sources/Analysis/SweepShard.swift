@@ -49,8 +49,8 @@ public enum SweepShard {
             let payload: Payload
             do {
                 payload = try JSONDecoder().decode(Payload.self, from: Data(try shard.bytes(payloadPath)))
-            } catch let error as DecodingError {
-                throw CheckpointError(file: shard.path, object: "/" + payloadPath, problem: "is not a sweep shard's outcomes (\(error))")
+            } catch is DecodingError {
+                throw CheckpointError(file: shard.path, object: "/" + payloadPath, problem: "is not a sweep shard's outcomes (unreadable JSON)")
             }
             let r = payload.result
             let grid = SweepPoint.grid(betas: r.betas, gammas: r.gammas)

@@ -5,10 +5,10 @@ import Foundation
 import KerasCheckpoint
 import ModelState
 
-/// `--shard K/N` (K from 0) or `--shard auto/N`, for `grad` and `eval` (docs/SCALE.md).
+/// `--shard K/N` (K from 0) or `--shard auto/N`, for `grad`, `eval` and `sweep` (docs/SCALE.md).
 struct ShardOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "Compute only shard K of N (K from 0) and write its partial sums for `gmtool merge`; auto/N takes K from SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN) or Kubernetes' JOB_COMPLETION_INDEX.",
+        "Compute only shard K of N (K from 0) and write its partial sums (a sweep: its points' outcomes) for `gmtool merge`; auto/N takes K from SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN) or Kubernetes' JOB_COMPLETION_INDEX.",
         valueName: "K/N"))
     var shard: ShardSelection?
 
