@@ -40,8 +40,10 @@ let package = Package(
         .target(name: "CTemporaries"),
         // Typed Swift layer over libhdf5.
         .target(name: "HDF5", dependencies: ["CHDF5"]),
+        // Zip archives read in place (stored and deflated entries): .keras checkpoints and NumPy .npz.
+        .target(name: "Zip", dependencies: ["CZlib"]),
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
-        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib", "CTemporaries"]),
+        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "Zip", "CTemporaries"]),
         // The model in memory (class Model): every weight's values, mask and optimizer slots,
         // saved through the checkpoint writer.
         .target(name: "ModelState", dependencies: ["KerasCheckpoint"]),
@@ -55,7 +57,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Engine", "CIFAR", "Pruning", "ModelState", "KerasCheckpoint"]),
         // The data side: the image-source protocols the engine consumes, and CIFAR-10 binary
         // batches streamed as scaled NHWC floats. Depends on nothing of the engine's.
-        .target(name: "CIFAR"),
+        .target(name: "CIFAR", dependencies: ["Zip"]),
         // The command-line tool.
         .executableTarget(
             name: "gmtool",

@@ -8,8 +8,11 @@ import Engine
 /// The data flags shared by every command that reads images (eval, grad, prune, train).
 struct DataOptions: ParsableArguments {
     @Option(name: .long, parsing: .upToNextOption,
-            help: "The images: CIFAR-10 binary (.bin files, or a folder holding the split's files), or two NumPy .npy files, images then labels.")
+            help: "The images: CIFAR-10 binary (.bin files, or a folder holding the split's files), two NumPy .npy files (images then labels), or a NumPy .npz archive.")
     var data: [String] = []
+
+    @Option(name: .long, help: "The two arrays of an .npz to read, images then labels, e.g. x_test,y_test. Default: x,y, else the split's (x_test,y_test; x_train,y_train; x_val,y_val).")
+    var arrays: String?
 
     @Flag(name: .long, help: "NumPy images are (N, channels, height, width) instead of (N, height, width, channels).")
     var channelsFirst = false
@@ -45,6 +48,9 @@ struct DataOptions: ParsableArguments {
         if scale == .meanstd && (mean == nil || std == nil) { throw ValidationError("--scale meanstd needs --mean and --std") }
         if scale != .meanstd && (mean != nil || std != nil) { throw ValidationError("--mean/--std only apply with --scale meanstd") }
         _ = try scaling  // --mean/--std that do not parse are a usage error too
+        if let arrays, arrays.split(separator: ",", omittingEmptySubsequences: false).count != 2 || arrays.contains(",,") || arrays.hasPrefix(",") || arrays.hasSuffix(",") {
+            throw ValidationError("--arrays takes two array names, images then labels, e.g. x_test,y_test")
+        }
     }
 
     var scaling: InputScaling {
@@ -83,6 +89,14 @@ struct DataOptions: ParsableArguments {
             }
             return try NumPyDataset(images: paths[0], labels: paths[1], channelsFirst: channelsFirst, limit: limit, scaling: try scaling)
         }
+        if let npz = paths.first(where: { $0.hasSuffix(".npz") }) {
+            guard paths.count == 1 else { throw DataError(file: npz, problem: "an .npz archive is read alone; give it as the only --data") }
+            let names = arrays.map { $0.split(separator: ",").map(String.init) }.map { (images: $0[0], labels: $0[1]) }
+            let suffix = split == .validation ? "val" : split.rawValue
+            return try NumPyDataset(npz: npz, names: names, candidates: NumPyDataset.defaultArrayNames(split: suffix),
+                                    channelsFirst: channelsFirst, limit: limit, scaling: try scaling)
+        }
+        if arrays != nil { throw ValidationError("--arrays only applies to an .npz archive") }
         if channelsFirst { throw ValidationError("--channels-first only applies to NumPy data") }
         return try CIFARDataset(paths: paths, split: split, limit: limit, scaling: try scaling)
     }
