@@ -8,8 +8,14 @@ import Engine
 /// The data flags shared by every command that reads images (eval, grad, prune, train).
 struct DataOptions: ParsableArguments {
     @Option(name: .long, parsing: .upToNextOption,
-            help: "The images: CIFAR-10 binary (.bin files, or a folder holding the split's files), two NumPy .npy files (images then labels), or a NumPy .npz archive.")
+            help: "The images: CIFAR-10/100 binary or python batches (files, or the folder holding the split's files), two NumPy .npy files (images then labels), or a NumPy .npz archive. The format is detected from the path; --data-format names it.")
     var data: [String] = []
+
+    @Option(name: .long, help: "The format of --data: cifar10, cifar100 (binary), cifar10-python, cifar100-python (pickled batches), npy, npz. Default: detected from the path.")
+    var dataFormat: DataFormat?
+
+    @Option(name: .long, help: "CIFAR-100's labels: fine (100 classes) or coarse (20).")
+    var label: LabelKind?
 
     @Option(name: .long, help: "The two arrays of an .npz to read, images then labels, e.g. x_test,y_test. Default: x,y, else the split's (x_test,y_test; x_train,y_train; x_val,y_val).")
     var arrays: String?
@@ -39,6 +45,10 @@ struct DataOptions: ParsableArguments {
     var threads: Int?
 
     enum ScaleName: String, ExpressibleByArgument, CaseIterable { case unit, tf, symmetric, torch, caffe, raw, meanstd }
+    enum DataFormat: String, ExpressibleByArgument, CaseIterable {
+        case cifar10, cifar100, cifar10Python = "cifar10-python", cifar100Python = "cifar100-python", npy, npz
+    }
+    enum LabelKind: String, ExpressibleByArgument, CaseIterable { case fine, coarse }
 
     func validate() throws {
         guard CommandChecks.enabled else { return }
@@ -80,30 +90,67 @@ struct DataOptions: ParsableArguments {
         return try dataset(paths: data, split: split ?? defaultSplit)
     }
 
-    /// `paths` as CIFAR-10 binary, or as a NumPy pair (images .npy, labels .npy).
+    /// The format of `paths`: `--data-format`, else from the names and contents.
+    func format(of paths: [String]) throws -> DataFormat {
+        if let dataFormat { return dataFormat }
+        if paths.contains(where: { $0.hasSuffix(".npy") }) { return .npy }
+        if paths.contains(where: { $0.hasSuffix(".npz") }) { return .npz }
+        let path = paths[0]
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw DataError(file: path, problem: "no such file or folder")
+        }
+        let fileManager = FileManager.default
+        if isDirectory.boolValue {
+            let names = Set((try? fileManager.contentsOfDirectory(atPath: path)) ?? [])
+            if names.contains("test.bin") || names.contains("train.bin") { return .cifar100 }
+            if names.contains("test_batch") || names.contains("data_batch_1") || names.contains("batches.meta") { return .cifar10Python }
+            if names.contains("meta") || names.contains("test") && names.contains("train") { return .cifar100Python }
+            return .cifar10
+        }
+        if CIFARPythonDataset.looksLikePickle(path) { return .cifar10Python }  // the dict's keys tell 10 from 100
+        let name = (path as NSString).lastPathComponent
+        return name == "test.bin" || name == "train.bin" ? .cifar100 : .cifar10
+    }
+
+    /// `paths` in their format (`format(of:)`).
     func dataset(paths: [String], split: CIFARDataset.Split) throws -> ImageDataset {
-        let numpy = paths.filter { $0.hasSuffix(".npy") }
-        if !numpy.isEmpty {
-            guard numpy.count == 2, paths.count == 2 else {
+        let format = try format(of: paths)
+        if format != .npz && arrays != nil { throw ValidationError("--arrays only applies to an .npz archive") }
+        if format != .npy && format != .npz && channelsFirst { throw ValidationError("--channels-first only applies to NumPy data") }
+        let isCIFAR100 = format == .cifar100 || format == .cifar100Python
+        if label != nil && !isCIFAR100 && format != .cifar10Python {
+            throw ValidationError("--label only applies to CIFAR-100")
+        }
+        let fine = label != .coarse
+        switch format {
+        case .npy:
+            guard paths.count == 2, paths.allSatisfy({ $0.hasSuffix(".npy") }) || dataFormat == .npy else {
                 throw DataError(file: paths.joined(separator: " "), problem: "NumPy data is two .npy files, images then labels")
             }
             return try NumPyDataset(images: paths[0], labels: paths[1], channelsFirst: channelsFirst, limit: limit, scaling: try scaling)
-        }
-        if let npz = paths.first(where: { $0.hasSuffix(".npz") }) {
-            guard paths.count == 1 else { throw DataError(file: npz, problem: "an .npz archive is read alone; give it as the only --data") }
+        case .npz:
+            guard paths.count == 1 else { throw DataError(file: paths[0], problem: "an .npz archive is read alone; give it as the only --data") }
             let names = arrays.map { $0.split(separator: ",").map(String.init) }.map { (images: $0[0], labels: $0[1]) }
             let suffix = split == .validation ? "val" : split.rawValue
-            return try NumPyDataset(npz: npz, names: names, candidates: NumPyDataset.defaultArrayNames(split: suffix),
+            return try NumPyDataset(npz: paths[0], names: names, candidates: NumPyDataset.defaultArrayNames(split: suffix),
                                     channelsFirst: channelsFirst, limit: limit, scaling: try scaling)
+        case .cifar10, .cifar100:
+            return try CIFARDataset(paths: paths, split: split, variant: format == .cifar10 ? .cifar10 : .cifar100(fine: fine),
+                                    limit: limit, scaling: try scaling)
+        case .cifar10Python, .cifar100Python:
+            // Detected pickles name CIFAR-10 until their keys are read; --label then means CIFAR-100.
+            let variant: CIFARVariant? = format == .cifar100Python || label != nil ? .cifar100(fine: fine)
+                : dataFormat == .cifar10Python ? .cifar10 : nil
+            let opened = try CIFARPythonDataset(paths: paths, split: split, variant: variant, limit: limit, scaling: try scaling)
+            return opened
         }
-        if arrays != nil { throw ValidationError("--arrays only applies to an .npz archive") }
-        if channelsFirst { throw ValidationError("--channels-first only applies to NumPy data") }
-        return try CIFARDataset(paths: paths, split: split, limit: limit, scaling: try scaling)
     }
 
     /// The training form of opened data: CIFAR-10 binary held in memory, a NumPy pair mapped.
     func trainingSet(_ opened: ImageDataset) throws -> TrainingImageSource {
         if let cifar = opened as? CIFARDataset { return try CIFARTrainingSet(cifar) }
+        if let python = opened as? CIFARPythonDataset { return python }
         guard let numpy = opened as? NumPyDataset else { throw CommandError("\(opened.sourceFiles.first ?? ""): cannot be trained on") }
         return numpy
     }

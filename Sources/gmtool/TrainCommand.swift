@@ -145,8 +145,8 @@ struct TrainCommand: ParsableCommand {
         let scaling = try options.scaling
         let trainFiles: ImageDataset, validation: ImageDataset
         if let data {
-            trainFiles = try CIFARDataset(paths: [data], split: .train, scaling: scaling)
-            validation = try CIFARDataset(paths: [data], split: .validation, scaling: scaling)
+            trainFiles = try options.dataset(paths: [data], split: .train)
+            validation = try options.dataset(paths: [data], split: .validation)
         } else {
             trainFiles = try options.dataset(paths: trainData, split: .train)
             validation = try options.dataset(paths: valData, split: .validation)
