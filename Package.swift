@@ -35,6 +35,18 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(
+            name: "CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+        .systemLibrary(
+            name: "CJPEG",
+            pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg62-turbo-dev"])]
+        ),
+        // PNG and JPEG decoding through libpng and libjpeg-turbo (C: both report errors by longjmp).
+        .target(name: "CImageDecode", dependencies: ["CPNG", "CJPEG"]),
         // The registry of live temporaries and the signal handler that removes them (C: it must be
         // async-signal-safe).
         .target(name: "CTemporaries"),
@@ -57,7 +69,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Engine", "CIFAR", "Pruning", "ModelState", "KerasCheckpoint"]),
         // The data side: the image-source protocols the engine consumes, and CIFAR-10 binary
         // batches streamed as scaled NHWC floats. Depends on nothing of the engine's.
-        .target(name: "CIFAR", dependencies: ["Zip"]),
+        .target(name: "CIFAR", dependencies: ["Zip", "CImageDecode"]),
         // The command-line tool.
         .executableTarget(
             name: "gmtool",

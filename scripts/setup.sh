@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config)
+packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config libpng-dev libjpeg62-turbo-dev)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -16,7 +16,7 @@ fi
 
 if [ "${1:-}" = "--python" ]; then
   if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-  if ! .venv/bin/python -c 'import tensorflow, tf_keras, h5py, scipy, pytest' 2>/dev/null; then
+  if ! .venv/bin/python -c 'import tensorflow, tf_keras, h5py, scipy, pytest, PIL' 2>/dev/null; then
     echo "setup: installing the Python interop environment (.venv)"
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/interop/requirements.txt
   fi

@@ -131,4 +131,35 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--val-data"))
     }
+
+    /// The same 8 images as PNGs in class folders (fixtures/data/make_images.py): eval equals the
+    /// NumPy pair's (lossless, no resize: the same inputs, in another order, whose sums here
+    /// round the same), then prune with gradients and a 1-epoch fine-tune from the folder.
+    @Test func imageFolderEvalPruneAndFineTune() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-small48-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let images = Paths.fixture("data/images/small48")
+        let numpy = try json(try gmtool(["eval", model, "--data"] + data + ["--json"]))
+        let folder = try json(try gmtool(["eval", model, "--data", images, "--json"]))
+        #expect(folder["images"] as? Int == 8)
+        #expect(folder["top1_accuracy"] as? Double == numpy["top1_accuracy"] as? Double)
+        #expect(folder["mean_loss"] as? Double == numpy["mean_loss"] as? Double)
+
+        let pruned = scratch.appendingPathComponent("pruned.h5").path
+        let prune = try gmtool(["prune", model, "--beta", "0.05", "--gamma", "0.01", "--data", images, "-o", pruned, "--json"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(try json(prune)["gradient_images"] as? Int == 8)
+        let output = scratch.appendingPathComponent("trained.h5").path
+        let train = try gmtool(["train", pruned, "--train-data", images, "--val-data", images, "--epochs", "1", "--batch-size", "4",
+                                "--lr", "0.1", "-o", output, "--quiet"])
+        #expect(train.status == 0, "\(train.stderr)")
+        let after = try json(try gmtool(["eval", output, "--data", images, "--json"]))
+        #expect(after["images"] as? Int == 8)
+        #expect(after["mean_loss"] as? Double != (try json(try gmtool(["eval", pruned, "--data", images, "--json"])))["mean_loss"] as? Double)
+        // Three classes for a two-class model; a validation split without its seed.
+        try expectError(["eval", model, "--data", Paths.fixture("data/images/folder")], ["folder", "label 2", "2 classes"])
+        let usage = try gmtool(["eval", model, "--data", images, "--validation-split", "0.25", "--subset", "validation"])
+        #expect(usage.status == 64 && usage.stderr.hasPrefix("gmtool: error: --validation-split needs --subset and --seed"), "\(usage.stderr)")
+    }
 }
