@@ -125,8 +125,13 @@ struct DataOptions: ParsableArguments {
             if names.contains("test.bin") || names.contains("train.bin") { return .cifar100 }
             if names.contains("test_batch") || names.contains("data_batch_1") || names.contains("batches.meta") { return .cifar10Python }
             if names.contains("meta") || names.contains("test") && names.contains("train") { return .cifar100Python }
-            if names.contains(where: { $0.hasSuffix(".bin") }) { return .cifar10 }
-            return .images
+            // Class subfolders make an image folder; anything else is read as CIFAR-10 binary
+            // (whose message then names the split's missing file).
+            let hasSubfolders = names.contains { name in
+                var isFolder: ObjCBool = false
+                return !name.hasPrefix(".") && fileManager.fileExists(atPath: (path as NSString).appendingPathComponent(name), isDirectory: &isFolder) && isFolder.boolValue
+            }
+            return hasSubfolders && !names.contains(where: { $0.hasSuffix(".bin") }) ? .images : .cifar10
         }
         if CIFARPythonDataset.looksLikePickle(path) { return .cifar10Python }  // the dict's keys tell 10 from 100
         let name = (path as NSString).lastPathComponent
