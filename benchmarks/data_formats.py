@@ -33,6 +33,7 @@ DATA = os.path.join(SHARED, "data", "cifar10-jpeg", "test_batch.bin")
 
 def write_formats(folder, n):
     from PIL import Image
+    os.makedirs(folder, exist_ok=True)
     records = np.fromfile(DATA, dtype=np.uint8).reshape(-1, 3073)
     records = np.concatenate([records] * (n // len(records) + 1))[:n]
     labels = records[:, 0].astype(np.int64)
@@ -66,7 +67,7 @@ def tf_peer(folder, n, threads, repeats):
     best = 0.0
     for _ in range(repeats + 1):  # the first pass traces
         t0 = time.perf_counter()
-        ds = tf_keras.utils.image_dataset_from_directory(folder, image_size=(32, 32), batch_size=100, shuffle=False, verbose=False)
+        ds = tf_keras.utils.image_dataset_from_directory(folder, image_size=(32, 32), batch_size=100, shuffle=False)
         ds = ds.map(lambda x, y: x / 255.0).prefetch(tf.data.AUTOTUNE)
         out = model.predict(ds, verbose=0)
         assert len(out) == n

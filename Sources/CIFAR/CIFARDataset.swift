@@ -85,7 +85,7 @@ public enum CIFARVariant: Sendable, Equatable {
     /// Label bytes before each binary record's pixels (CIFAR-100: coarse, then fine).
     var labelBytes: Int { self == .cifar10 ? 1 : 2 }
     var labelOffset: Int { self == .cifar100(fine: true) ? 1 : 0 }
-    var recordBytes: Int { labelBytes + 3072 }
+    public var recordBytes: Int { labelBytes + 3072 }
 }
 
 /// CIFAR-10 and CIFAR-100 in the official binary layout: records of 1 label byte (CIFAR-100: 2,

@@ -134,6 +134,11 @@ struct DataOptions: ParsableArguments {
             return hasSubfolders && !names.contains(where: { $0.hasSuffix(".bin") }) ? .images : .cifar10
         }
         if CIFARPythonDataset.looksLikePickle(path) { return .cifar10Python }  // the dict's keys tell 10 from 100
+        // A binary file: its size tells 3073-byte CIFAR-10 records from 3074-byte CIFAR-100
+        // ones; only when both divide it (or neither) does the name decide.
+        let size = ((try? fileManager.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+        let ten = size % CIFARVariant.cifar10.recordBytes == 0, hundred = size % CIFARVariant.cifar100(fine: true).recordBytes == 0
+        if ten != hundred { return ten ? .cifar10 : .cifar100 }
         let name = (path as NSString).lastPathComponent
         return name == "test.bin" || name == "train.bin" ? .cifar100 : .cifar10
     }

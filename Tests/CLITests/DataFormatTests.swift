@@ -52,6 +52,24 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         }
     }
 
+    /// A binary file's record size decides CIFAR-10 from CIFAR-100, whatever its name: CIFAR-10
+    /// records in a file named test.bin (CIFAR-100's name) are CIFAR-10's; CIFAR-100 records
+    /// (2 label bytes) are read with --label and refused by a 10-class model.
+    @Test func binaryFormatFollowsTheRecordSize() throws {
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let ten = scratch.appendingPathComponent("test.bin").path
+        try writeRecords(ten, labels: [1, 2, 3])
+        let result = try gmtool(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", ten, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try json(result)["images"] as? Int == 3)
+        let hundred = scratch.appendingPathComponent("c100.bin").path
+        var records = Data()
+        for label in [UInt8(3), 17] { records.append(contentsOf: [label / 5, label]); records.append(Data(repeating: 7, count: 3072)) }
+        try records.write(to: URL(fileURLWithPath: hundred))
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", hundred, "--label", "coarse"], ["predicts 10 classes", "has 20"])
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", hundred], ["predicts 10 classes", "has 100"])
+    }
+
     @Test func mismatchesWithTheModelAreOneLineNamingTheFile() throws {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let fixtures = Paths.fixture("data/numpy")
