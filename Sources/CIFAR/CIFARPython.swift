@@ -84,7 +84,8 @@ public struct CIFARPythonDataset: ImageDataset, TrainingImageSource {
             throw notBatch("no 'data' entry; it holds \(items.compactMap { $0.0.key }.map { "'\($0)'" }.joined(separator: ", "))")
         }
         guard case .array(let dtype, let shape, let fortran, let pixels) = array else { throw notBatch("'data' is not a NumPy array") }
-        guard dtype == "|u1", shape.count == 2, shape[1] == 3072, !fortran, pixels.count == shape[0] * 3072 else {
+        guard dtype == "|u1", shape.count == 2, shape[1] == 3072, !fortran,
+              !shape[0].multipliedReportingOverflow(by: 3072).overflow, pixels.count == shape[0] * 3072 else {
             throw notBatch("'data' is a \(dtype) array of shape \(shape)\(fortran ? " in Fortran order" : ""), not (N, 3072) uint8")
         }
         let keyVariant: CIFARVariant

@@ -149,8 +149,12 @@ struct DataOptions: ParsableArguments {
         if format != .npz && arrays != nil { throw ValidationError("--arrays only applies to an .npz archive") }
         if format != .npy && format != .npz && channelsFirst { throw ValidationError("--channels-first only applies to NumPy data") }
         let isCIFAR100 = format == .cifar100 || format == .cifar100Python
-        if label != nil && !isCIFAR100 && format != .cifar10Python {
-            throw ValidationError("--label only applies to CIFAR-100")
+        // A single pickled batch says which CIFAR it is only in its keys; any other form is known here.
+        var isFolder: ObjCBool = false
+        let singleBatch = format == .cifar10Python && dataFormat == nil
+            && !(FileManager.default.fileExists(atPath: paths[0], isDirectory: &isFolder) && isFolder.boolValue)
+        if label != nil && !isCIFAR100 && !singleBatch {
+            throw ValidationError("--label only applies to CIFAR-100 (\(paths[0]) is \(format.rawValue) data)")
         }
         let fine = label != .coarse
         if format != .images && (validationSplit != nil || cropToAspectRatio) {

@@ -70,6 +70,29 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", hundred], ["predicts 10 classes", "has 100"])
     }
 
+    /// Python batches, .npz and --data-format through the command line: detected or named, the
+    /// same images give the same eval; wrong names and flags are one line.
+    @Test func pythonBatchesAndNpzFromTheCommandLine() throws {
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let python = Paths.fixture("data/cifar-python")
+        let model = Paths.fixture("seqcnn_k2.h5")
+        let folder = try json(try gmtool(["eval", model, "--data", python + "/cifar-10-batches-py", "--json"]))
+        let file = try json(try gmtool(["eval", model, "--data", python + "/cifar-10-batches-py/test_batch", "--data-format", "cifar10-python", "--json"]))
+        let protocol4 = try json(try gmtool(["eval", model, "--data", python + "/test_batch_protocol4", "--json"]))
+        #expect(folder["images"] as? Int == 4)
+        for other in [file, protocol4] {
+            #expect(other["mean_loss"] as? Double == folder["mean_loss"] as? Double)
+        }
+        try expectError(["eval", model, "--data", python + "/unsafe"], ["unsafe: is a pickle that refers to os.system"])
+        try expectError(["eval", model, "--data", python + "/cifar-100-python", "--label", "coarse"], ["predicts 10 classes", "has 20"])
+        try expectError(["eval", model, "--data", python + "/cifar-10-batches-py/test_batch", "--data-format", "cifar100-python"],
+                        ["test_batch: is a CIFAR-10 batch, not CIFAR-100"])
+        let numpy = Paths.fixture("data/numpy")
+        try expectError(["eval", model, "--data", numpy + "/xy_stored.npz"], ["xy_stored.npz: holds 5x6x3 images"])
+        try expectError(["eval", model, "--data", numpy + "/bad_names.npz"], ["bad_names.npz: has no arrays x/y or x_test/y_test"])
+        try expectError(["eval", model, "--data", numpy + "/test_deflated.npz", "--arrays", "x_test,nope"], ["has no arrays x_test/nope"])
+    }
+
     @Test func mismatchesWithTheModelAreOneLineNamingTheFile() throws {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let fixtures = Paths.fixture("data/numpy")
