@@ -55,7 +55,7 @@ let package = Package(
         // Zip archives read in place (stored and deflated entries): .keras checkpoints and NumPy .npz.
         .target(name: "Zip", dependencies: ["CZlib"]),
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
-        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "Zip", "CTemporaries"]),
+        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "Zip", "CZlib", "CTemporaries"]),
         // The model in memory (class Model): every weight's values, mask and optimizer slots,
         // saved through the checkpoint writer.
         .target(name: "ModelState", dependencies: ["KerasCheckpoint"]),
