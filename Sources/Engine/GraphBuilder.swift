@@ -22,8 +22,8 @@ struct GraphBuilder {
     var nodes: [Node] = []
     /// Output node of each Keras layer, by name.
     var outputOfLayer: [String: Int] = [:]
-    /// Run convolution and Dense kernels sparse when the checkpoint stores them sparse.
-    var useSparseKernels = false
+    /// Which kernels convolution and Dense layers stored sparse in the checkpoint run.
+    var kernels: KernelChoice = .dense
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
     private var usedWeights: Set<String> = []
 
@@ -152,8 +152,9 @@ struct GraphBuilder {
     }
 
     private func attachSparse(_ operation: ConvolutionOperation) throws {
-        guard useSparseKernels, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
+        guard kernels != .dense, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
         operation.sparse = SparseKernel(matrix)
+        operation.kernels = kernels
     }
 
     private func activationKind(_ name: String, layer: LayerConfig) throws -> ActivationOperation.Kind {

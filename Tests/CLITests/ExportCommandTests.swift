@@ -22,7 +22,7 @@ import Testing
         let arguments = ["--data", Shared.data, "--limit", "300", "--json"]
         let dense = try json(try gmtool(["eval", pruned] + arguments))
         let fromSparse = try json(try gmtool(["eval", sparse] + arguments))
-        let forcedDense = try json(try gmtool(["eval", sparse, "--dense-kernels"] + arguments))
+        let forcedDense = try json(try gmtool(["eval", sparse, "--kernels", "dense"] + arguments))
         #expect(fromSparse["top1_accuracy"] as? Double == dense["top1_accuracy"] as? Double)
         #expect(abs((fromSparse["mean_loss"] as? Double ?? 0) - (dense["mean_loss"] as? Double ?? 1)) < 1e-4)
         #expect(forcedDense["mean_loss"] as? Double == dense["mean_loss"] as? Double)
