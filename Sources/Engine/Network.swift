@@ -508,6 +508,9 @@ extension Network {
         }
     }
 
+    /// Each node's layer class in `forwardSecondsPerNode`'s order (for benchmarks).
+    public var nodeClasses: [String] { nodes.indices.filter { $0 != inputNode }.map { nodes[$0].className } }
+
     /// For benchmarks (`gmtool-bench layers`): seconds each node's forward pass takes over
     /// `count` images cut into chunks as a pass cuts them, all on the calling thread, best of
     /// `repeats`, in node order (the input node excluded).

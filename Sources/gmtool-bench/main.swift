@@ -136,6 +136,9 @@ func benchLayers(_ arguments: [String]) throws {
          dense.forwardSecondsPerNode(images: $0.baseAddress!, count: batch, repeats: repeats))
     }
     let seconds = Dictionary(uniqueKeysWithValues: zip(s, d).map { ($0.node, ($0.seconds, $1.seconds)) })
+    // Where the rest of the time goes: every node's class, summed (the dense network's times).
+    var byKind: [String: Double] = [:]
+    for (node, timing) in zip(dense.nodeClasses, d) { byKind[node, default: 0] += timing.seconds / Double(Network.chunks(batch).count) }
     let calls = Double(Network.chunks(batch).count)
     for layer in auto.sparseLayers(batch: batch) {
         let (sparseSeconds, denseSeconds) = seconds[layer.node]!
@@ -147,6 +150,8 @@ func benchLayers(_ arguments: [String]) throws {
         ]
         print(String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self))
     }
+    let summary: [String: Any] = ["batch": batch, "dense_seconds_by_class": byKind]
+    print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())

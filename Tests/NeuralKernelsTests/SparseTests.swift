@@ -33,7 +33,8 @@ import Testing
             csrMatmulForward(output: &y, input: x, rows: m, inputs: inputs, outputs: outputs, rowOffsets: k.offsets,
                              columns: k.columns, values: k.values, bias: bias)
             // Reference in Double. Float32 recursive summation of K+1 terms (the bias and K
-            // products, each product rounded once) has |err| <= gamma_{K+1} * (|b| + sum |w||x|),
+            // products, each product rounded at most once: fused multiply-adds round only the
+            // sum) has |err| <= gamma_{K+1} * (|b| + sum |w||x|),
             // gamma_n = n*u / (1 - n*u), u = 2^-24 (Higham, Accuracy and Stability, 3.1); the
             // Double reference's own error is negligible beside it.
             let u = 1.0 / Double(1 << 24)
@@ -58,7 +59,7 @@ import Testing
 
     /// Every tile width (4, 8, 16 and 32 lanes, and the tails between them) gives each output
     /// the bits of the plain loop it promises: the bias, then each stored weight's product added
-    /// in CSR order, rounded at every step. So the tiling never changes a result, and neither do
+    /// in CSR order by a fused multiply-add (one rounding per weight). So the tiling never changes a result, and neither do
     /// the two outputs summed at once (an odd output count leaves one alone).
     @Test func everyTileWidthGivesTheScalarLoopsBits() {
         var random = SeededRandom(seed: 99)
@@ -76,9 +77,9 @@ import Testing
                 for o in 0..<outputs {
                     var a = bias[o], b: Float = 0
                     for j in Int(k.offsets[o])..<Int(k.offsets[o + 1]) {
-                        let product = k.values[j] * x[r * inputs + Int(k.columns[j])]
-                        a += product
-                        b += product
+                        let w = k.values[j], v = x[r * inputs + Int(k.columns[j])]
+                        a.addProduct(w, v)
+                        b.addProduct(w, v)
                     }
                     #expect(y[r * outputs + o].bitPattern == a.bitPattern, "m \(m) at (\(r), \(o))")
                     #expect(noBias[r * outputs + o].bitPattern == b.bitPattern, "m \(m) at (\(r), \(o)), no bias")
