@@ -13,13 +13,14 @@ public enum KernelChoice: String, CaseIterable, Sendable {
 /// the choice it makes depends only on the file and the batch size, so results are reproducible
 /// bit for bit across runs and machines (a timing-based choice could flip a layer between runs
 /// and with it the float32 summation order). The constants were fitted to per-layer timings of
-/// MobileNet alpha 1.0 at 50-95% sparsity, batch 1 and 100 (210 layer timings; weighted
-/// non-negative least squares on relative error, median error 9% dense, 12% sparse), on the
+/// MobileNet alpha 1.0 at 50-95% sparsity, batch 1 and 100 (150 layer timings; weighted
+/// non-negative least squares on relative error, median error 9% dense, 23% sparse: the
+/// machine was shared while measuring), on the
 /// 2-core AVX-512 machine this project is benchmarked on (`gmtool-bench layers`, see
 /// docs/ARCHITECTURE.md). The terms: a call's fixed cost; dense, seconds per multiply-add
-/// (2.37e-11: 42 GFMA/s), per kernel weight read and per im2col float; sparse, seconds per stored
-/// weight per row tile (1.61e-9 per 32 rows: 20 GFMA/s; 9.6e-10 per 16-lane tail; 8.25e-10 per
-/// 4- or 8-lane tail), per float transposed in or out, per im2col float. On another machine they
+/// (2.27e-11: 44 GFMA/s), per kernel weight read and per im2col float; sparse, seconds per stored
+/// weight per row tile (1.36e-9 per 32 rows: 23.5 GFMA/s; 9.05e-10 per 16-lane tail; 6.97e-10
+/// per 4- or 8-lane tail), per float transposed in or out, per im2col float. On another machine they
 /// can only misplace the break-even point, never change a result beyond summation order.
 struct KernelCost {
     var rows: Int
@@ -30,7 +31,7 @@ struct KernelCost {
 
     var denseSeconds: Double {
         let r = Double(rows), k = Double(inputs), n = Double(outputs)
-        return 7.5e-7 + 2.37e-11 * r * k * n + 4.1e-10 * k * n + (pointwise ? 0 : 2.26e-9 * r * k)
+        return 4.4e-7 + 2.27e-11 * r * k * n + 3.35e-10 * k * n + (pointwise ? 0 : 1.95e-9 * r * k)
     }
 
     var sparseSeconds: Double {
@@ -40,12 +41,12 @@ struct KernelCost {
         let tail = rows % 32
         let wide = Double(rows / 32 + (tail > 16 ? 1 : 0))
         let sixteen: Double = tail > 8 && tail <= 16 ? 1 : 0, narrow: Double = tail > 0 && tail <= 8 ? 1 : 0
-        return 2.07e-6 + s * (1.61e-9 * wide + 9.6e-10 * sixteen + 8.25e-10 * narrow) + 6.15e-10 * r * (k + n)
-            + (pointwise ? 0 : 1.83e-9 * r * k)
+        return 8.1e-7 + s * (1.36e-9 * wide + 9.05e-10 * sixteen + 6.97e-10 * narrow) + 3.85e-10 * r * (k + n)
+            + (pointwise ? 0 : 1.65e-9 * r * k)
     }
 
     /// Sparse runs only where predicted at least this much faster: the fit's median error is
-    /// about 10% and a wrong sparse pick is what would make a sparse file slower than dense.
+    /// 10-25% and a wrong sparse pick is what would make a sparse file slower than dense.
     static let margin = 0.9
 
     var sparseIsFaster: Bool { sparseSeconds < Self.margin * denseSeconds }
