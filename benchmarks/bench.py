@@ -344,6 +344,8 @@ def sparse_layer_bounds(models):
     for batch in (1, 100):
         for line in run([bench, "layers", sparse, "--batch", str(batch), "--repeats", "5"]).stdout.splitlines():
             r = json.loads(line)
+            if "layer" not in r:
+                continue
             cycles = mhz * 1e6
             r["sparse_fma_per_cycle"] = r["rows"] * r["stored"] / r["sparse_s"] / cycles
             r["dense_fma_per_cycle"] = r["rows"] * r["inputs"] * r["outputs"] / r["dense_s"] / cycles
