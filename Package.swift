@@ -53,6 +53,11 @@ let package = Package(
         .target(name: "Pruning", dependencies: ["ModelState", "KerasCheckpoint"], swiftSettings: kernelSettings),
         // Training with the paper's pruning schedule: optimizers, the epoch loop, resumable state.
         .target(name: "Training", dependencies: ["Engine", "CIFAR", "Pruning", "ModelState", "KerasCheckpoint"]),
+        // Plain SVG charts (line, heatmap, stacked bars), written as text.
+        .target(name: "Charts"),
+        // The pruning step applied many times to copies of one model in memory: sweeps over beta
+        // and gamma, per-layer sensitivity, their CSV/JSON/SVG/HTML reports.
+        .target(name: "Analysis", dependencies: ["Engine", "Pruning", "ModelState", "KerasCheckpoint", "CIFAR", "Charts"]),
         // The data side: the image-source protocols the engine consumes, and CIFAR-10 binary
         // batches streamed as scaled NHWC floats. Depends on nothing of the engine's.
         .target(name: "CIFAR"),
@@ -67,6 +72,7 @@ let package = Package(
                 "CIFAR",
                 "Pruning",
                 "Training",
+                "Analysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -81,6 +87,8 @@ let package = Package(
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelState", "KerasCheckpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "DataTests", dependencies: ["CIFAR"]),
+        .testTarget(name: "ChartsTests", dependencies: ["Charts"], exclude: ["golden"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Engine", "Pruning", "ModelState", "KerasCheckpoint", "CIFAR"]),
         .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "ModelState", "MalformedFiles"]),
     ]
 )

@@ -24,6 +24,10 @@ Sections
               each sparse layer's multiply-adds per cycle at 90% (gmtool-bench layers).
   train       training images/s: `gmtool train` (one epoch, batch 128, SGD Nesterov, no augmentation)
               vs TensorFlow 2.15 `model.fit` (benchmarks/tf_fit.py), MobileNet alpha 0.5 and 1.0.
+  sweep       a 48-point one-shot sweep (12 betas x 4 gammas) on MobileNet alpha 1.0, --sweep-n
+              gradient images (data_batch_5) and as many test images: `gmtool sweep` vs
+              benchmarks/sweep_tf.py (one TensorFlow gradient pass, NumPy masks, set_weights and
+              model.evaluate per point), both whole processes, with the largest top-1 difference.
   memory      peak resident memory of `gmtool eval` and `gmtool grad` over 1,000 and 10,000
               images (it must not grow with the image count).
 
@@ -382,6 +386,33 @@ def section_train(models, baseline):
     return rows
 
 
+def section_sweep(models, n, model=None):
+    model = model or os.path.join(models, "mobilenet_a1.0_top.h5")
+    data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
+    betas = ",".join(f"{0.01 + (0.3 - 0.01) * i / 11:.6g}" for i in range(12))
+    gammas = "0.0001,0.001,0.01,inf"
+    folder = os.path.join(OUT, "sweep-gmtool")
+    shutil.rmtree(folder, ignore_errors=True)
+    mine = [GMTOOL, "sweep", model, "--beta", betas, "--gamma", gammas, "--data", os.path.join(data, "data_batch_5.bin"),
+            "--eval-data", os.path.join(data, "test_batch.bin"), "--limit", str(n), "--quiet", "--json", "-o", folder]
+    theirs = [PY, os.path.join(ROOT, "benchmarks", "sweep_tf.py"), model, os.path.join(data, "data_batch_5.bin"),
+              os.path.join(data, "test_batch.bin"), str(n), betas, gammas]
+    t0 = time.perf_counter()
+    a = json.loads(run(mine).stdout)
+    g = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    b = json.loads(run(theirs).stdout)
+    t = time.perf_counter() - t0
+    diffs = [abs(p["top1"] - q["top1"]) for p, q in zip(a["points"], b["points"])]
+    print(f"\n== sweep: {os.path.basename(model)}, 48 points (12 beta x 4 gamma), {n:,} gradient + {n:,} test images (whole processes)")
+    print(f"{'tool':<44}{'wall s':>9}{'gradient s':>12}")
+    print(f"{'gmtool sweep':<44}{g:>9.2f}{a['gradient_seconds']:>12.2f}")
+    print(f"{'TensorFlow + NumPy (set_weights, evaluate)':<44}{t:>9.2f}{b['gradient_seconds']:>12.2f}")
+    print(f"gmtool is {t / g:.1f}x faster; largest top-1 difference over the points {max(diffs) * 100:.2f} points "
+          f"(float32 gradients near gamma and the two engines' rounding)")
+    return {"gmtool_s": g, "tf_s": t, "max_top1_diff": max(diffs)}
+
+
 def section_memory(models):
     model = os.path.join(models, "mobilenet_a1.0_top.h5")
     data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg")
@@ -400,16 +431,22 @@ def section_memory(models):
     return results
 
 
+def sections_only(text, name):
+    return text.split(",") == [name]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default="stats,throughput,rule,prune,export,sparse,train,memory")
     ap.add_argument("--n", type=int, default=2000, help="images for the throughput section")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--litert", action="store_true", help="add LiteRT (ai-edge-litert, pip-installed into bench-out/venv-litert) to the sparse section")
+    ap.add_argument("--sweep-n", type=int, default=10000, help="gradient and test images for the sweep section")
+    ap.add_argument("--sweep-model", help="checkpoint for the sweep section (default: MobileNet alpha 1.0)")
     ap.add_argument("--baseline", help="an older gmtool binary, timed beside this one in prune and train")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    models = prepare_peers()
+    models = None if args.sweep_model and sections_only(args.sections, "sweep") else prepare_peers()
     try:
         import torch  # noqa: F401
         with_torch = True
@@ -432,6 +469,8 @@ def main():
         results["sparse"] = section_sparse(models, args.n, args.repeats, args.litert)
     if "train" in sections:
         results["train"] = section_train(models, args.baseline)
+    if "sweep" in sections:
+        results["sweep"] = section_sweep(models, args.sweep_n, args.sweep_model)
     if "memory" in sections:
         results["memory"] = section_memory(models)
     with open(os.path.join(OUT, "results.json"), "w") as f:

@@ -27,7 +27,7 @@ for doc in README.md docs/CLI.md; do
   while IFS= read -r command; do
     run=${command//.build\/release\/gmtool/$bin}
     if [[ $run == *"--data "* && $run != *"--limit"* ]]; then
-      run=$(sed -E 's#(gmtool (stats|eval|grad|prune|export|import|train))#\1 --limit 200#' <<<"$run")
+      run=$(sed -E 's#(gmtool (stats|eval|grad|prune|sweep|sensitivity|export|import|train))#\1 --limit 200#' <<<"$run")
     fi
     count=$((count + 1))
     if ! out=$(bash -o pipefail -c "$run" 2>&1); then

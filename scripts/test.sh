@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Swift unit, golden and CLI tests, then the Python interop tests that check
 # gmtool's output files with real Keras, then every example command of README.md and docs/CLI.md
-# (scripts/check-examples.sh). Installs what it needs first (scripts/setup.sh).
+# (scripts/check-examples.sh), then the sharded gradient pass on a real single-node Slurm
+# (scripts/slurm-test.sh). Installs what it needs first (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --python
@@ -14,3 +15,5 @@ GMTOOL_INTEROP_OUT="$interop_dir" swift test --skip-build 2>&1 | tee "$interop_d
 GMTOOL_INTEROP_OUT="$interop_dir" GMTOOL_BIN="$(swift build --show-bin-path)/gmtool" \
   .venv/bin/python -m pytest -q Tests/interop
 bash scripts/check-examples.sh "$(swift build --show-bin-path)/gmtool"
+# A real single-node Slurm runs the examples/slurm array job and merge (SKIP only where Slurm cannot start).
+bash scripts/slurm-test.sh "$(swift build --show-bin-path)/gmtool"

@@ -57,3 +57,32 @@ public protocol ImageDataset: ImageBatchSource {
     /// The largest label in the data.
     var largestLabel: Int { get }
 }
+
+/// The images `range` of a source, in batches cut as the whole source cuts them: `range` starts
+/// on a batch boundary (a multiple of the batch size), so every batch is one of the source's own.
+/// The images before it are read and skipped (decoding is a small part of a pass); reading stops
+/// after the range.
+public struct ImageRangeSource: ImageBatchSource {
+    public let base: ImageBatchSource
+    public let range: Range<Int>
+    public init(base: ImageBatchSource, range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= base.count, "image range outside the source")
+        self.base = base
+        self.range = range
+    }
+    public var count: Int { range.count }
+    public var sourceFiles: [String] { base.sourceFiles }
+    private struct Done: Error {}
+    public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        precondition(range.lowerBound % size == 0, "an image range must start on a batch boundary")
+        var start = 0
+        do {
+            try base.forEachBatch(size: size) { images, labels, n in
+                defer { start += n }
+                guard start + n > range.lowerBound else { return }
+                guard start < range.upperBound else { throw Done() }
+                try body(images, labels, min(n, range.upperBound - start))
+            }
+        } catch is Done {}
+    }
+}

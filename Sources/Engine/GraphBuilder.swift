@@ -20,8 +20,9 @@ struct GraphBuilder {
     let checkpoint: Checkpoint
     let source: String
     var nodes: [Node] = []
-    /// Output node of each Keras layer, by name.
-    var outputOfLayer: [String: Int] = [:]
+    /// The layers that are the identity here but act in Keras' training (augmentation, noise),
+    /// each as a sentence naming the layer.
+    var trainingOnlyLayers: [String] = []
     /// Which kernels convolution and Dense layers stored sparse in the checkpoint run.
     var kernels: KernelChoice = .dense
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
@@ -31,7 +32,8 @@ struct GraphBuilder {
         self.model = model
         checkpoint = model.checkpoint
         source = checkpoint.path
-        for layer in checkpoint.layers { weightsByLayer[layer.name, default: []] += layer.weights }
+        // By the layer that owns each weight (inside a nested model, the inner layer).
+        for weight in checkpoint.weights { weightsByLayer[weight.layerName, default: []].append(weight) }
     }
 
     func error(_ layer: LayerConfig, _ problem: String) -> CheckpointError {
@@ -52,27 +54,35 @@ struct GraphBuilder {
         guard let shape = declared?.compactMap({ $0 }), shape.count == declared?.count, !shape.isEmpty else {
             throw CheckpointError(file: source, problem: "the model config leaves the input size open; give the image size")
         }
+        let inputNode = append(Node(name: "input", layerName: "input", className: "InputLayer",
+                                    operation: InputOperation(), inputs: [], shape: shape))
+        let output = try addModel(config, input: inputNode)
+        try checkAllWeightsUsed()
+        return (inputNode, output)
+    }
+
+    /// The layers of `config`, the whole model or one used as a layer inside it (at any depth),
+    /// applied to node `input`; returns the model's output node. Layer names are looked up in
+    /// the model's own scope, as Keras does.
+    private mutating func addModel(_ config: ModelConfig, input: Int) throws -> Int {
         switch config.kind {
         case .sequential:
-            let inputNode = append(Node(name: "input", layerName: "input", className: "InputLayer",
-                                        operation: InputOperation(), inputs: [], shape: shape))
-            var current = inputNode
-            for layer in config.layers {
-                if layer.className == "InputLayer" { outputOfLayer[layer.name] = inputNode; continue }
+            var current = input
+            for layer in config.layers where layer.className != "InputLayer" {
                 current = try add(layer, inputs: [current])
             }
-            try checkAllWeightsUsed()
-            return (inputNode, current)
+            return current
         case .functional:
             guard config.inputs.count == 1, config.outputs.count == 1 else {
-                throw CheckpointError(file: source, problem: "models with \(config.inputs.count) inputs and \(config.outputs.count) outputs are not supported (one of each)")
+                throw CheckpointError(file: source, problem: "\(config.name): models with \(config.inputs.count) inputs and \(config.outputs.count) outputs are not supported (one of each)")
             }
-            var inputNode = -1
+            var outputOfLayer: [String: Int] = [:]
+            // Keras 2 numbers a nested model's call after the node its own Input made, so a
+            // reference to the one call of a model is to its node 1; Keras 3 writes node 0.
+            let nestedModels = Set(config.layers.filter { $0.nestedModel != nil }.map(\.name))
             for layer in config.layers {
                 if layer.className == "InputLayer" {
-                    inputNode = append(Node(name: layer.name, layerName: layer.name, className: "InputLayer",
-                                            operation: InputOperation(), inputs: [], shape: shape))
-                    outputOfLayer[layer.name] = inputNode
+                    outputOfLayer[layer.name] = input
                     continue
                 }
                 guard layer.inboundNodes.count == 1 else {
@@ -80,18 +90,19 @@ struct GraphBuilder {
                                 : "is called \(layer.inboundNodes.count) times (shared layers are not supported)")
                 }
                 let inputs = try layer.inboundNodes[0].map { reference -> Int in
-                    guard let node = outputOfLayer[reference.layer], reference.node == 0, reference.tensor == 0 else {
+                    let callNodes = nestedModels.contains(reference.layer) ? [0, 1] : [0]
+                    guard let node = outputOfLayer[reference.layer], callNodes.contains(reference.node), reference.tensor == 0 else {
                         throw error(layer, "reads \(reference.layer)[\(reference.node)][\(reference.tensor)], which is not an earlier layer's output")
                     }
                     return node
                 }
                 outputOfLayer[layer.name] = try add(layer, inputs: inputs)
             }
-            guard inputNode >= 0, let output = outputOfLayer[config.outputs[0].layer] else {
-                throw CheckpointError(file: source, problem: "the model config's inputs or outputs name no layer")
+            guard config.inputs.allSatisfy({ outputOfLayer[$0.layer] == input }),
+                  let output = outputOfLayer[config.outputs[0].layer] else {
+                throw CheckpointError(file: source, problem: "\(config.name): the model config's inputs or outputs name no layer")
             }
-            try checkAllWeightsUsed()
-            return (inputNode, output)
+            return output
         }
     }
 
@@ -121,11 +132,10 @@ struct GraphBuilder {
         }
         for index in kept.indices { kept[index].inputs = kept[index].inputs.map { newIndex[$0] } }
         nodes = kept
-        outputOfLayer = outputOfLayer.mapValues { newIndex[$0] }
         return keep.map { newIndex[$0] }
     }
 
-    private mutating func append(_ node: Node) -> Int {
+    mutating func append(_ node: Node) -> Int {
         nodes.append(node)
         return nodes.count - 1
     }
@@ -137,7 +147,7 @@ struct GraphBuilder {
     }
 
     /// The model's parameter for one weight of `layer`, its shape checked.
-    private mutating func parameter(_ layer: LayerConfig, _ role: WeightRole, shape: [Int], required: Bool = true) throws -> Parameter? {
+    mutating func parameter(_ layer: LayerConfig, _ role: WeightRole, shape: [Int], required: Bool = true) throws -> Parameter? {
         let weights = weightsByLayer[layer.name] ?? []
         guard let weight = weights.first(where: { $0.role == role }) else {
             if required { throw error(layer, "has no \(role) weight in the file") }
@@ -157,17 +167,39 @@ struct GraphBuilder {
         operation.kernels = kernels
     }
 
+    /// Keras' activation names (`activation=` and the Activation layer), as Keras 2 and 3 define
+    /// them; `hard_sigmoid` differs between the two, so the file's Keras version decides.
     private func activationKind(_ name: String, layer: LayerConfig) throws -> ActivationOperation.Kind {
         switch name {
         case "linear": return .linear
         case "relu": return .relu(ReLUParameters())
         case "relu6": return .relu(ReLUParameters(maxValue: 6))
+        case "leaky_relu": return .relu(ReLUParameters(negativeSlope: 0.2))
         case "sigmoid": return .sigmoid
         case "tanh": return .tanh
         case "softmax": return .softmax
-        default: throw error(layer, "activation '\(name)' is not supported (linear, relu, relu6, sigmoid, tanh, softmax)")
+        case "elu": return .pointwise(.elu(alpha: 1))
+        case "selu": return .pointwise(.selu)
+        case "gelu": return .pointwise(.gelu)
+        case "silu", "swish": return .pointwise(.silu)
+        case "hard_silu", "hard_swish": return .pointwise(.hardSilu)
+        case "softplus": return .pointwise(.softplus)
+        case "softsign": return .pointwise(.softsign)
+        case "exponential": return .pointwise(.exponential)
+        case "mish": return .pointwise(.mish)
+        case "hard_sigmoid":
+            guard let version = checkpoint.kerasVersion, let major = version.split(separator: ".").first.flatMap({ Int($0) }) else {
+                throw error(layer, "hard_sigmoid is clip(0.2x + 0.5, 0, 1) in Keras 2 and relu6(x + 3) / 6 in Keras 3, and the file does not record its Keras version")
+            }
+            return .pointwise(major >= 3 ? .hardSigmoid : .hardSigmoidKeras2)
+        default:
+            throw error(layer, "activation '\(name)' is not supported (\(Self.activationNames.joined(separator: ", ")))")
         }
     }
+
+    static let activationNames = ["linear", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu",
+                                  "silu", "swish", "hard_sigmoid", "hard_silu", "hard_swish", "softplus", "softsign",
+                                  "exponential", "mish"]
 
     private func activationName(_ layer: LayerConfig) throws -> String {
         let value = layer.config["activation"]
@@ -227,16 +259,23 @@ struct GraphBuilder {
     // MARK: Layers
 
     private mutating func add(_ layer: LayerConfig, inputs: [Int]) throws -> Int {
+        if layer.isOperation { return try addOperation(layer, inputs: inputs) }
+        if let reason = Self.cannotRun[layer.className] { throw error(layer, reason) }
+        guard !inputs.isEmpty else { throw error(layer, "has no input tensor gmtool can read from its inbound node") }
         let shapes = inputs.map { nodes[$0].shape }
         let shape = shapes[0]
         func node(_ operation: Operation, _ outShape: [Int], name: String? = nil, inputs nodeInputs: [Int]? = nil) -> Node {
             Node(name: name ?? layer.name, layerName: layer.name, className: layer.className, operation: operation,
                  inputs: nodeInputs ?? inputs, shape: outShape)
         }
-        if layer.nestedModel != nil { throw error(layer, "nested models are not supported; save the inner model's layers flat") }
-        if ["Add", "Concatenate"].contains(layer.className) == false && inputs.count != 1 {
+        if let nested = layer.nestedModel {
+            guard inputs.count == 1 else { throw error(layer, "takes \(inputs.count) inputs; one expected") }
+            return try addModel(nested, input: inputs[0])
+        }
+        if Self.mergeKinds[layer.className] == nil && layer.className != "Concatenate" && inputs.count != 1 {
             throw error(layer, "takes \(inputs.count) inputs; one expected")
         }
+        if let built = try addPreprocessing(layer, input: inputs[0]) { return built }
         switch layer.className {
         case "Conv2D":
             let input = try image(layer, shape)
@@ -316,6 +355,14 @@ struct GraphBuilder {
             let slope = Float(layer.config["negative_slope"]?.double ?? layer.config["alpha"]?.double ?? 0.3)
             return append(node(ActivationOperation(kind: .relu(ReLUParameters(negativeSlope: slope)),
                                                    count: shape.reduce(1, *), lastAxis: shape.last ?? 1), shape))
+        case "ELU":
+            let alpha = Float(layer.config["alpha"]?.double ?? 1)
+            return append(node(ActivationOperation(kind: .pointwise(.elu(alpha: alpha)), count: shape.reduce(1, *),
+                                                   lastAxis: shape.last ?? 1), shape))
+        case "ThresholdedReLU":
+            let theta = Float(layer.config["theta"]?.double ?? 1)
+            return append(node(ActivationOperation(kind: .pointwise(.thresholdedReLU(theta: theta)), count: shape.reduce(1, *),
+                                                   lastAxis: shape.last ?? 1), shape))
         case "Activation":
             let kind = try activationKind(try activationName(layer), layer: layer)
             return append(node(ActivationOperation(kind: kind, count: shape.reduce(1, *), lastAxis: shape.last ?? 1), shape))
@@ -365,22 +412,14 @@ struct GraphBuilder {
         case "Dropout":
             let rate = Float(layer.config["rate"]?.double ?? 0)
             return append(node(DropoutOperation(rate: rate, count: shape.reduce(1, *)), shape))
-        case "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization":
-            // Inactive outside training (training treats them as identity too).
-            return append(node(CopyOperation(count: shape.reduce(1, *)), shape))
-        case "Add":
-            guard shapes.allSatisfy({ $0 == shape }) else { throw error(layer, "adds tensors of different shapes \(shapes)") }
-            return append(node(AddOperation(count: shape.reduce(1, *)), shape))
         case "Concatenate":
-            let axis = layer.config["axis"]?.int ?? -1
-            guard axis == -1 || axis == shape.count else { throw error(layer, "concatenates along axis \(axis); only the last axis is supported") }
-            guard shapes.allSatisfy({ $0.count == shape.count && Array($0.dropLast()) == Array(shape.dropLast()) }) else {
-                throw error(layer, "concatenates tensors whose leading axes differ \(shapes)")
-            }
-            let widths = shapes.map { $0.last ?? 1 }
-            return append(node(ConcatenateOperation(widths: widths, rowsPerSample: shape.dropLast().reduce(1, *)),
-                               Array(shape.dropLast()) + [widths.reduce(0, +)]))
+            return try addConcatenate(layer, inputs: inputs)
+        case let name where Self.mergeKinds[name] != nil:
+            return try addMerge(layer, kind: Self.mergeKinds[name]!, inputs: inputs)
         default:
+            if let registered = layer.registeredName, registered != layer.className {
+                throw error(layer, "is a custom class (registered as \(registered)), whose code is not in the file; gmtool runs built-in Keras layers only")
+            }
             throw error(layer, "layer class \(layer.className) is not supported")
         }
     }

@@ -89,6 +89,9 @@ public final class Network: @unchecked Sendable {
     let logitsNode: Int
     /// The model this network runs.
     public let model: Model
+    /// The model's layers that are the identity at inference but act in Keras' training
+    /// (augmentation, noise, activity regularization), one sentence each; `Trainer` refuses them.
+    public let trainingOnlyLayers: [String]
     /// Every parameter, in checkpoint order.
     public var parameters: [Parameter] { model.parameters }
     /// Parameters that get gradients (trainable weights), in checkpoint order.
@@ -127,6 +130,7 @@ public final class Network: @unchecked Sendable {
         let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
         let (input, output) = (kept[0], kept[1])
         nodes = builder.nodes
+        trainingOnlyLayers = builder.trainingOnlyLayers
         inputNode = input
         outputNode = output
         self.inputShape = nodes[input].shape
@@ -340,12 +344,14 @@ public final class Network: @unchecked Sendable {
         return results.reduce(PassTotals(), +)
     }
 
-    /// Adds every chunk workspace's float gradient sums into the Double totals, in chunk order,
-    /// and zeroes them. Chunk k of every batch accumulates into workspace k, in batch order,
-    /// whichever worker ran it; the totals are read only through this, so the order per element is
-    /// fixed. (Committing after every batch cost about 10% of a gradient pass.) The workers split
-    /// each parameter's elements.
-    private func commitGradients() {
+    /// Sums every chunk workspace's float gradient sums in Double, in chunk order (starting from
+    /// 0), adds that sum to the Double totals (or, `storing`, makes it the totals: a shard's
+    /// group partial), and zeroes the accumulators. Chunk k of every batch accumulates into
+    /// workspace k, in batch order, whichever worker ran it; the totals are read only through
+    /// this, so the order per element is fixed: total + (chunk 0 + chunk 1 + ...). A gradient pass
+    /// commits once per batch group (`gradientGroupBatches`); committing after every batch cost
+    /// about 10% of a gradient pass. The workers split each parameter's elements.
+    func commitGradients(storing: Bool = false) {
         guard workspacesHaveGradients, !gradientTotals.isEmpty else { return }
         let chunkCount = workspaces.count
         let participants = workerCount
@@ -354,13 +360,23 @@ public final class Network: @unchecked Sendable {
                 let count = self.workspaces[0].parameterCounts[slot]
                 let range = (count * worker / participants)..<(count * (worker + 1) / participants)
                 guard !range.isEmpty else { continue }
-                for chunk in 0..<chunkCount {
-                    let source = self.workspaces[chunk].parameterGradients[slot]
-                    for i in range { total[i] += Double(source[i]) }
-                    (source + range.lowerBound).update(repeating: 0, count: range.count)
+                let sources = self.workspaces.map { $0.parameterGradients[slot] }
+                for i in range {
+                    var sum = 0.0
+                    for chunk in 0..<chunkCount { sum += Double(sources[chunk][i]) }
+                    total[i] = storing ? sum : total[i] + sum
                 }
+                for source in sources { (source + range.lowerBound).update(repeating: 0, count: range.count) }
             }
         }
+    }
+
+    /// The Double totals of every trainable parameter (checkpoint order) after a commit: the sum
+    /// of d(loss)/dw over the images so far, or a shard's group partial. Valid inside `body` only.
+    func withGradientTotals<T>(_ body: ([UnsafeBufferPointer<Double>]) throws -> T) rethrows -> T {
+        try body(trainableParameters.enumerated().map { slot, parameter in
+            UnsafeBufferPointer(rebasing: gradientTotals[slot][0..<parameter.weight.elementCount])
+        })
     }
 
     /// After a training pass: every BatchNorm's moving statistics move toward the batch's.
@@ -468,11 +484,10 @@ public final class Network: @unchecked Sendable {
     public func takeGradients(imageCount: Int) -> [(parameter: Parameter, gradient: [Float])] {
         guard !gradientTotals.isEmpty else { return trainableParameters.map { ($0, [Float](repeating: 0, count: $0.weight.elementCount)) } }
         commitGradients()
-        let scale = 1 / Double(max(1, imageCount))
         return trainableParameters.enumerated().map { slot, parameter in
             let total = gradientTotals[slot]
             defer { total.update(repeating: 0) }
-            return (parameter, total.prefix(parameter.weight.elementCount).map { Float($0 * scale) })
+            return (parameter, meanGradient(UnsafeBufferPointer(rebasing: total[0..<parameter.weight.elementCount]), imageCount: imageCount))
         }
     }
 }
@@ -535,6 +550,13 @@ extension Network {
         }
         return nodes.indices.filter { $0 != inputNode }.map { (nodes[$0].name, best[$0]) }
     }
+}
+
+/// The gradient of the mean loss from the Double sum over `imageCount` images, rounded to float:
+/// the one conversion `gradients` and `mergeGradientShards` both use, so a merge gives the same bits.
+public func meanGradient(_ total: UnsafeBufferPointer<Double>, imageCount: Int) -> [Float] {
+    let scale = 1 / Double(max(1, imageCount))
+    return total.map { Float($0 * scale) }
 }
 
 /// 123456789012 -> "123.5 GB" (decimal units, as `gmtool stats` prints sizes).

@@ -254,7 +254,7 @@ final class BatchNormReLUOperation: Operation {
 /// Elementwise activations and softmax over the last axis.
 final class ActivationOperation: Operation {
     enum Kind: Equatable {
-        case linear, relu(ReLUParameters), sigmoid, tanh, softmax
+        case linear, relu(ReLUParameters), sigmoid, tanh, softmax, pointwise(PointwiseActivation)
     }
     let kind: Kind
     let count: Int
@@ -274,6 +274,7 @@ final class ActivationOperation: Operation {
         case .sigmoid: sigmoidForward(output: c.output, input: c.inputs[0], count: n)
         case .tanh: tanhForward(output: c.output, input: c.inputs[0], count: n)
         case .softmax: softmaxForward(output: c.output, input: c.inputs[0], rows: n / lastAxis, classes: lastAxis)
+        case .pointwise(let f): pointwiseForward(output: c.output, input: c.inputs[0], count: n, f)
         }
     }
 
@@ -287,6 +288,8 @@ final class ActivationOperation: Operation {
         case .tanh: tanhBackward(inputGradient: dx, outputGradient: c.outputGradient, output: c.output, count: n)
         case .softmax:
             softmaxBackward(inputGradient: dx, outputGradient: c.outputGradient, output: c.output, rows: n / lastAxis, classes: lastAxis)
+        case .pointwise(let f):
+            pointwiseBackward(inputGradient: dx, outputGradient: c.outputGradient, input: c.inputs[0], count: n, f)
         }
     }
 }
@@ -365,54 +368,5 @@ final class CopyOperation: Operation {
     func backward(_ c: PassContext) {
         guard let dx = c.inputGradients[0] else { return }
         for i in 0..<(c.batch * count) { dx[i] += c.outputGradient[i] }
-    }
-}
-
-final class AddOperation: Operation {
-    let count: Int
-    init(count: Int) { self.count = count }
-    func forward(_ c: PassContext) {
-        let n = c.batch * count
-        c.output.update(from: c.inputs[0], count: n)
-        for input in c.inputs.dropFirst() { for i in 0..<n { c.output[i] += input[i] } }
-    }
-    func backward(_ c: PassContext) {
-        let n = c.batch * count
-        for case let dx? in c.inputGradients { for i in 0..<n { dx[i] += c.outputGradient[i] } }
-    }
-}
-
-/// Concatenate along the last axis.
-final class ConcatenateOperation: Operation {
-    /// Last-axis width of each input, and the number of rows per sample.
-    let widths: [Int]
-    let rowsPerSample: Int
-    init(widths: [Int], rowsPerSample: Int) {
-        self.widths = widths
-        self.rowsPerSample = rowsPerSample
-    }
-    func forward(_ c: PassContext) {
-        let total = widths.reduce(0, +)
-        for row in 0..<(c.batch * rowsPerSample) {
-            var offset = 0
-            for (input, width) in zip(c.inputs, widths) {
-                (c.output + row * total + offset).update(from: input + row * width, count: width)
-                offset += width
-            }
-        }
-    }
-    func backward(_ c: PassContext) {
-        let total = widths.reduce(0, +)
-        for row in 0..<(c.batch * rowsPerSample) {
-            var offset = 0
-            for (dx, width) in zip(c.inputGradients, widths) {
-                if let dx {
-                    let source = c.outputGradient + row * total + offset
-                    let destination = dx + row * width
-                    for i in 0..<width { destination[i] += source[i] }
-                }
-                offset += width
-            }
-        }
     }
 }

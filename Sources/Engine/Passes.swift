@@ -46,6 +46,13 @@ extension Network {
                                 imagesPerSecond: seconds > 0 ? Double(totals.images) / seconds : 0)
     }
 
+    /// Batches per batch group. A gradient pass commits its chunks' float accumulators into the
+    /// Double totals after every group: total + (chunk 0 + chunk 1 + ...) per group, groups in
+    /// order. A group's sum depends on its own images alone, which is what lets `gmtool grad
+    /// --shard` compute groups apart and `gmtool merge` add them in the same order, bit for bit
+    /// (docs/SCALE.md). Ten batches keep the commits near 1% of a pass.
+    public static let gradientGroupBatches = 10
+
     /// dC/dw for every trainable weight, C the mean categorical cross-entropy over all images of
     /// `source` (BatchNorm in inference mode, dropout off).
     public func gradients(_ source: ImageBatchSource, batchSize: Int = 100,
@@ -55,16 +62,41 @@ extension Network {
         let start = Date()
         resetGradients()
         var totals = PassTotals()
-        try source.forEachBatch(size: batchSize) { images, labels, n in
-            totals = totals + pass(images: images, labels: labels, count: n, accumulateGradients: true)
-            progress(totals.images)
+        try gradientGroups(source, batchSize: batchSize, storing: false, progress: progress) { batches in
+            totals = batches.reduce(totals, +)
         }
         let gradients = takeGradients(imageCount: totals.images).map { ($0.parameter.weight, $0.gradient) }
         return GradientReport(images: totals.images, meanLoss: totals.meanLoss, top1Accuracy: totals.top1Accuracy,
                               seconds: Date().timeIntervalSince(start), gradients: gradients)
     }
 
-    private func checkClasses(_ source: ImageBatchSource) throws {
+    /// The gradient pass over `source`, batch group by batch group (`gradientGroupBatches`; the
+    /// last may be shorter): after each group the accumulators are committed and `afterGroup`
+    /// gets the group's per-batch totals. `storing`: the Double totals become the group's own
+    /// sum (`withGradientTotals` reads it) instead of adding it. A source's first batch is its
+    /// largest, so the workspaces are made before anything accumulates and no commit falls
+    /// inside a group.
+    func gradientGroups(_ source: ImageBatchSource, batchSize: Int, storing: Bool, progress: (Int) -> Void,
+                        afterGroup: ([PassTotals]) throws -> Void) throws {
+        var group: [PassTotals] = []
+        var done = 0
+        try source.forEachBatch(size: batchSize) { images, labels, n in
+            group.append(pass(images: images, labels: labels, count: n, accumulateGradients: true))
+            done += n
+            progress(done)
+            if group.count == Self.gradientGroupBatches {
+                commitGradients(storing: storing)
+                try afterGroup(group)
+                group = []
+            }
+        }
+        if !group.isEmpty {
+            commitGradients(storing: storing)
+            try afterGroup(group)
+        }
+    }
+
+    func checkClasses(_ source: ImageBatchSource) throws {
         guard source.count > 0 else { throw CheckpointError(file: checkpoint.path, problem: "no images to run on") }
     }
 }

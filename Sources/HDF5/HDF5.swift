@@ -124,6 +124,7 @@ public enum HDF5ElementType: Equatable, Sendable, CustomStringConvertible {
     case other(String)
 
     public var isFloat: Bool { if case .float = self { return true } else { return false } }
+    public var isInteger: Bool { if case .integer = self { return true } else { return false } }
 
     public var description: String {
         switch self {

@@ -208,17 +208,21 @@ public final class Checkpoint {
                 var owner = layerConfig
                 var ownerPosition = position
                 var ownerCount = weightNames.count
+                var ownerTrainable = layerConfig?.trainable ?? true
                 if let nested = layerConfig?.nestedModel {
-                    // A model used as a layer: weight names start with the inner layer's name.
+                    // A model used as a layer (at any depth): its weights are stored in its
+                    // group, their names starting with the innermost layer's name.
                     let innerName = String(weightName.split(separator: "/").first ?? "")
-                    owner = nested.layers.first { $0.name == innerName }
+                    let inner = nested.allLayers.first { $0.layer.name == innerName }
+                    owner = inner?.layer
+                    ownerTrainable = ownerTrainable && (inner?.modelTrainable ?? true)
                     let siblings = weightNames.filter { $0.hasPrefix(innerName + "/") }
                     ownerPosition = siblings.firstIndex(of: weightName) ?? 0
                     ownerCount = siblings.count
                 }
                 weights.append(try describeWeight(
                     dataset: dataset, name: weightName, layerName: owner?.name ?? layerName, layer: owner,
-                    position: ownerPosition, count: ownerCount, modelTrainable: layerConfig?.trainable ?? true, source: source))
+                    position: ownerPosition, count: ownerCount, modelTrainable: ownerTrainable, source: source))
             }
             result.append(CheckpointLayer(name: layerName, className: layerConfig?.className, weights: weights))
         }
@@ -240,9 +244,6 @@ public final class Checkpoint {
         modelTrainable: Bool, source: String
     ) throws -> CheckpointWeight {
         let elementType = dataset.elementType
-        guard elementType.isFloat else {
-            throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
-        }
         let shape = dataset.shape
         try checkFitsInMemory(dataset.elementCount, source: source, object: dataset.path)
         var role = WeightRole(fileName: name)
@@ -260,6 +261,9 @@ public final class Checkpoint {
                 throw CheckpointError(file: source, object: dataset.path,
                                       problem: "shape \(shapeText(shape)) disagrees with the config of \(layer.className) layer \(layer.name), which implies \(expected)")
             }
+        }
+        guard elementType.isFloat || (role.mayBeInteger && elementType.isInteger) else {
+            throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
         }
         let prunable = layer.flatMap { LayerWeights.prunableRoles[$0.className]?.contains(role) } ?? false
         return CheckpointWeight(
@@ -282,6 +286,13 @@ public final class Checkpoint {
     /// Keras 3 names each layer's group after its class in snake case, numbered per name in
     /// model order (`conv2d`, `conv2d_1`, ...), and stores its variables as `vars/0`, `vars/1`.
     private static func kerasWeightsLayers(file: HDF5File, config: ModelConfig, source: String) throws -> [CheckpointLayer] {
+        try kerasWeightsLayers(file: file, config: config, prefix: "", modelTrainable: true, source: source)
+    }
+
+    /// The layers of `config` under `prefix`: a model used as a layer keeps its own layers in
+    /// `<its group>/layers/...`, numbered per class within it.
+    private static func kerasWeightsLayers(file: HDF5File, config: ModelConfig, prefix: String, modelTrainable: Bool,
+                                           source: String) throws -> [CheckpointLayer] {
         let root = file.root
         var counters: [String: Int] = [:]
         var result: [CheckpointLayer] = []
@@ -290,17 +301,19 @@ public final class Checkpoint {
             if layer.className == "InputLayer" { continue }
             let index = counters[base, default: 0]
             counters[base] = index + 1
-            let groupPath = "layers/" + (index == 0 ? base : "\(base)_\(index)")
+            let groupPath = prefix + "layers/" + (index == 0 ? base : "\(base)_\(index)")
+            if let nested = layer.nestedModel {
+                result += try kerasWeightsLayers(file: file, config: nested, prefix: groupPath + "/",
+                                                 modelTrainable: modelTrainable && layer.trainable, source: source)
+                continue
+            }
             guard let specs = LayerWeights.specs(for: layer) else {
-                if layer.nestedModel != nil {
-                    throw CheckpointError(file: source, object: groupPath, problem: "nested models in Keras 3 weights files are not supported")
-                }
                 // Unknown class: take whatever variables it stored, roles unknown.
                 let stored = root.kind(of: groupPath + "/vars") == .group ? try root.group(groupPath + "/vars").childNames() : []
                 let weights = try stored.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map { name in
                     try describeWeight(dataset: root.dataset("\(groupPath)/vars/\(name)"), name: "vars/\(name)",
                                        layerName: layer.name, layer: nil, position: 0, count: 1,
-                                       modelTrainable: layer.trainable, source: source)
+                                       modelTrainable: modelTrainable && layer.trainable, source: source)
                 }
                 result.append(CheckpointLayer(name: layer.name, className: layer.className, weights: weights))
                 continue
@@ -314,7 +327,7 @@ public final class Checkpoint {
                 }
                 weights.append(try describeWeight(
                     dataset: root.dataset(path), name: "vars/\(position)", layerName: layer.name, layer: layer,
-                    position: position, count: specs.count, modelTrainable: true, source: source))
+                    position: position, count: specs.count, modelTrainable: modelTrainable, source: source))
             }
             result.append(CheckpointLayer(name: layer.name, className: layer.className, weights: weights))
         }

@@ -231,3 +231,82 @@ extension Checkpoint {
         }
     }
 }
+
+/// Checks that `destination` can become an output folder: it does not exist, or it is a folder
+/// that `isPrevious` recognises as an earlier output of the same kind (which a write then
+/// replaces whole); its parent exists and is writable. `kind` names it in the message ("a
+/// previous sweep"). Commands call it before long work.
+public func checkOutputFolder(_ destination: String, kind: String, isPrevious: (String) -> Bool) throws {
+    let path = trimmedFolderPath(destination)
+    guard !path.isEmpty else { throw CheckpointError(file: "''", problem: "the output path is empty") }
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+        guard isDirectory.boolValue else { throw CheckpointError(file: destination, problem: "exists and is not a folder") }
+        guard isPrevious(path) else {
+            throw CheckpointError(file: destination, problem: "exists and is not \(kind) (nothing is replaced; choose a new folder)")
+        }
+    }
+    let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw CheckpointError(file: destination, problem: "output folder \(parent) does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: parent) else {
+        throw CheckpointError(file: destination, problem: "output folder \(parent) is not writable")
+    }
+}
+
+/// Writes a folder of files atomically: they go to a temporary folder beside `destination`
+/// (every file flushed to disk), which then takes the destination's name; an existing
+/// destination (checked with `checkOutputFolder` first) is moved aside in the same folder and
+/// removed after, so readers see the old folder or the new one, never half of either. A signal
+/// before the rename removes the temporary folder and its files (`Temporaries`).
+public func writeFolderAtomically(to destination: String, files: [(name: String, data: Data)], kind: String,
+                                  isPrevious: (String) -> Bool) throws {
+    try checkOutputFolder(destination, kind: kind, isPrevious: isPrevious)
+    let path = trimmedFolderPath(destination)
+    Temporaries.removeStaleFiles(in: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    let temporary = Temporaries.file(beside: path)
+    let folderSlot = Temporaries.register(temporary, isFolder: true)
+    var fileSlots: [(String, Int32)] = []
+    defer {
+        for (file, slot) in fileSlots { Temporaries.remove(file: file, slot: slot) }
+        rmdir(temporary)
+        Temporaries.forget(folderSlot)
+    }
+    guard mkdir(temporary, 0o777) == 0 else {
+        throw CheckpointError(file: destination, problem: "cannot be written (\(String(cString: strerror(errno))))")
+    }
+    for (name, data) in files {
+        precondition(!name.contains("/") && !name.hasPrefix("."), "an output folder's files are plain names")
+        let file = temporary + "/" + name
+        fileSlots.append((file, Temporaries.register(file)))
+        let output = try createFile(file, reportedAs: destination + "/" + name)
+        defer { close(output) }
+        try data.withUnsafeBytes { try writeAll(output, $0, reportedAs: destination + "/" + name) }
+        guard fsync(output) == 0 else { throw CheckpointError(file: destination + "/" + name, problem: "cannot be written (\(String(cString: strerror(errno))))") }
+    }
+    var isDirectory: ObjCBool = false
+    let replacing = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+    let aside = Temporaries.file(beside: path, kind: "old")
+    if replacing {
+        guard rename(path, aside) == 0 else {
+            throw CheckpointError(file: destination, problem: "cannot be replaced (\(String(cString: strerror(errno))))")
+        }
+    }
+    guard rename(temporary, path) == 0 else {
+        let problem = String(cString: strerror(errno))
+        if replacing { rename(aside, path) }
+        throw CheckpointError(file: destination, problem: "cannot be written (\(problem))")
+    }
+    // The files now live under the destination's name: nothing left to remove but the old folder.
+    for (_, slot) in fileSlots { Temporaries.forget(slot) }
+    fileSlots = []
+    if replacing { try? FileManager.default.removeItem(atPath: aside) }
+}
+
+/// "out/" and "out" are the same folder.
+private func trimmedFolderPath(_ path: String) -> String {
+    var trimmed = path
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+    return trimmed
+}

@@ -12,9 +12,12 @@ public enum GradientFile {
     /// The root attribute holding the digest of the weights the gradients were taken on.
     public static let digestAttribute = "weights_digest"
 
-    /// Writes atomically, with the marker and `weightsDigest`. `attributes` values are strings or numbers.
-    public static func write(to path: String, gradients: [(weight: CheckpointWeight, values: [Float])], weightsDigest: String,
-                             textAttributes: [String: String], numberAttributes: [String: Double]) throws {
+    /// Writes atomically, with the marker and `weightsDigest`: the root attributes (sorted), then
+    /// one float32 dataset per tensor, in order, `values(i)` asked for tensor i only when it is
+    /// written (a merge streams one tensor at a time). The same content gives the same bytes.
+    public static func write(to path: String, tensors: [(path: String, shape: [Int])], weightsDigest: String,
+                             textAttributes: [String: String], numberAttributes: [String: Double],
+                             values: (Int) throws -> [Float]) throws {
         var textAttributes = textAttributes
         textAttributes[marker.0] = marker.1
         textAttributes[digestAttribute] = weightsDigest
@@ -23,8 +26,8 @@ public enum GradientFile {
                 let file = try HDF5File.create(temporary)
                 for (key, value) in textAttributes.sorted(by: { $0.key < $1.key }) { try file.root.setAttribute(key, string: value) }
                 for (key, value) in numberAttributes.sorted(by: { $0.key < $1.key }) { try file.root.setAttribute(key, values: [value], scalar: true) }
-                for (weight, values) in gradients {
-                    _ = try file.root.createDataset(String(weight.datasetPath.dropFirst()), shape: weight.shape, values: values)
+                for (index, tensor) in tensors.enumerated() {
+                    _ = try file.root.createDataset(String(tensor.path.dropFirst()), shape: tensor.shape, values: try values(index))
                 }
                 try file.flush()
             } catch let error as HDF5Error {

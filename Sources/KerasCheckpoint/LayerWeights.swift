@@ -2,6 +2,8 @@
 public enum WeightRole: Sendable, Equatable, Hashable, CustomStringConvertible {
     case kernel, bias, depthwiseKernel, pointwiseKernel
     case gamma, beta, movingMean, movingVariance
+    /// Normalization's adapted statistics and its int64 sample count (kept for compatibility).
+    case mean, variance, count
     /// A weight of a layer class gmtool does not know, by the name it has in the file.
     case other(String)
 
@@ -15,6 +17,9 @@ public enum WeightRole: Sendable, Equatable, Hashable, CustomStringConvertible {
         case .beta: return "beta"
         case .movingMean: return "moving_mean"
         case .movingVariance: return "moving_variance"
+        case .mean: return "mean"
+        case .variance: return "variance"
+        case .count: return "count"
         case .other(let name): return name
         }
     }
@@ -32,12 +37,19 @@ public enum WeightRole: Sendable, Equatable, Hashable, CustomStringConvertible {
         case "beta": self = .beta
         case "moving_mean": self = .movingMean
         case "moving_variance": self = .movingVariance
+        case "mean": self = .mean
+        case "variance": self = .variance
+        case "count": self = .count
         default: self = .other(String(base))
         }
     }
 
-    /// Moving statistics are updated by training but not by gradients.
-    public var isTrainable: Bool { self != .movingMean && self != .movingVariance }
+    /// Moving statistics are updated by training but not by gradients; Normalization's
+    /// statistics are fixed by `adapt`.
+    public var isTrainable: Bool { ![.movingMean, .movingVariance, .mean, .variance, .count].contains(self) }
+
+    /// Roles whose stored values may be integers (read as floats).
+    public var mayBeInteger: Bool { self == .count }
 }
 
 /// The weights a layer class owns, in the order Keras stores them, with the dimensions its config
@@ -60,8 +72,15 @@ enum LayerWeights {
     static func specs(for layer: LayerConfig) -> [WeightSpec]? {
         let c = layer.config
         let useBias = c["use_bias"]?.bool ?? true
-        let kernel = c["kernel_size"]?.ints.map { $0.count == 1 ? [$0[0], $0[0]] : $0 }
+        // Keras writes kernel_size with one entry per spatial axis: 1 for Conv1D, 3 for Conv3D.
+        let spatialAxes = ["Conv1D": 1, "Conv3D": 3][layer.className] ?? 2
+        let kernel = c["kernel_size"]?.ints.map { $0.count == 1 ? Array(repeating: $0[0], count: spatialAxes) : $0 }
         switch layer.className {
+        case "Normalization":
+            // Statistics given in the config are constants, not weights.
+            if let mean = c["mean"], mean != .null { return [] }
+            return [WeightSpec(role: .mean, shape: [nil]), WeightSpec(role: .variance, shape: [nil]),
+                    WeightSpec(role: .count, shape: [])]
         case "Conv2D", "Conv1D", "Conv3D":
             let filters = c["filters"]?.int
             let size: [Int?] = kernel.map { $0.map { Optional($0) } } ?? [nil, nil]
@@ -98,7 +117,7 @@ enum LayerWeights {
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Reshape", "Dropout", "Add",
              "Concatenate", "Softmax", "LeakyReLU", "Multiply", "Subtract", "Average", "Maximum",
              "Minimum", "SpatialDropout2D", "Cropping2D", "UpSampling2D", "Permute", "Rescaling",
-             "ELU", "GaussianNoise", "GaussianDropout", "ActivityRegularization":
+             "ELU", "ThresholdedReLU", "GaussianNoise", "GaussianDropout", "ActivityRegularization":
             return []
         default:
             return nil

@@ -18,7 +18,17 @@ public struct LayerConfig: Sendable {
     /// Inputs of each call of the layer (Functional models); empty for Sequential and inputs.
     public var inboundNodes: [[TensorReference]]
     /// A nested model (a Functional or Sequential used as a layer), parsed.
-    public var nestedModel: ModelConfig?
+    public var nestedModel: ModelConfig? = nil
+    /// Keras 3's `registered_name` ("Custom>MyLayer" for a registered custom class), when written.
+    public var registeredName: String? = nil
+    /// Keras 3's `module`: `keras.layers` for a layer, `keras.src.ops.numpy` and the like for an
+    /// operation applied to tensors in a Functional model (`x + 3.0` is an `Add` operation).
+    public var module: String? = nil
+    /// The positional arguments of Keras 3's single call (tensors and constants), when written.
+    public var callArguments: [JSONValue] = []
+
+    /// A Keras 3 operation (keras.ops) recorded in a Functional model, rather than a layer.
+    public var isOperation: Bool { module?.hasPrefix("keras.src.ops") == true || module?.hasPrefix("keras.ops") == true }
 
     /// `trainable` from the config (Keras' default is true).
     public var trainable: Bool { config["trainable"]?.bool ?? true }
@@ -34,6 +44,15 @@ public struct ModelConfig: Sendable {
     public var layers: [LayerConfig]
     public var inputs: [TensorReference]
     public var outputs: [TensorReference]
+    /// Every layer, those of nested models included (depth first, in model order), each with
+    /// whether all the models around it are trainable.
+    public var allLayers: [(layer: LayerConfig, modelTrainable: Bool)] {
+        layers.flatMap { layer -> [(layer: LayerConfig, modelTrainable: Bool)] in
+            guard let nested = layer.nestedModel else { return [(layer, true)] }
+            return [(layer, true)] + nested.allLayers.map { ($0.layer, $0.modelTrainable && layer.trainable) }
+        }
+    }
+
     /// Declared input shape without the batch axis, when the config records one.
     public var inputShape: [Int?]?
     /// The JSON document this config was parsed from (written back verbatim by exports).
@@ -102,7 +121,9 @@ public struct ModelConfig: Sendable {
             }
             let inbound = try (entry["inbound_nodes"]?.array ?? []).map { try Self.parseNode($0, source: source) }
             parsed.append(LayerConfig(name: layerName, className: layerClass, config: layerConfig,
-                                      inboundNodes: inbound, nestedModel: nested))
+                                      inboundNodes: inbound, nestedModel: nested,
+                                      registeredName: entry["registered_name"]?.string, module: entry["module"]?.string,
+                                      callArguments: entry["inbound_nodes"]?.array?.first?["args"]?.array ?? []))
         }
         layers = parsed
         inputs = Self.parseReferences(config["input_layers"])

@@ -84,8 +84,8 @@ extension Checkpoint {
                         let mask = try self.mask(for: weight)
                         let shape = KernelMatrixShape(role: weight.role, shape: weight.shape)
                         let csr = shape.csr(of: values, mask: mask)
-                        let csrBytes = 8 * csr.storedCount + 4 * (shape.rows + 1)
-                        let bitmaskBytes = (values.count + 7) / 8 + 4 * csr.storedCount
+                        let csrBytes = shape.csrPayloadBytes(stored: csr.storedCount)
+                        let bitmaskBytes = shape.bitmaskPayloadBytes(stored: csr.storedCount)
                         let encoding = requested ?? (bitmaskBytes < csrBytes ? .bitmask : .csr)
                         let group = try root.createGroup(member)
                         try group.setAttribute("encoding-type", string: encoding.rawValue)

@@ -151,6 +151,13 @@ public struct KernelMatrixShape: Sendable, Equatable {
     /// Bytes of packed bits for this matrix.
     public var bitmaskBytes: Int { (rows * columns + 7) / 8 }
 
+    /// Payload bytes (before HDF5 compression) of this kernel with `stored` entries as CSR:
+    /// float32 data, int32 column indices, int32 row offsets (the export's narrower index type).
+    public func csrPayloadBytes(stored: Int) -> Int { 8 * stored + 4 * (rows + 1) }
+
+    /// Payload bytes of this kernel with `stored` entries as a bitmask: packed bits and float32 data.
+    public func bitmaskPayloadBytes(stored: Int) -> Int { bitmaskBytes + 4 * stored }
+
     /// What is wrong with `bytes` bytes of packed bits for this matrix, or nil: exactly
     /// `bitmaskBytes`. Checked on the declared length before a file's bits are read.
     public func bitmaskSizeProblem(bytes: Int) -> String? {

@@ -36,13 +36,16 @@ public enum Temporaries {
         return url.deletingLastPathComponent().appendingPathComponent(name).path
     }
 
-    /// Removes temporary files of gmtool's naming in `folder` whose process no longer exists.
+    /// Removes temporary files (and temporary output folders) of gmtool's naming in `folder` whose
+    /// process no longer exists.
     static func removeStaleFiles(in folder: String) {
         // An unreadable folder has nothing to sweep (and the write itself reports the folder).
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
             guard let marker = name.range(of: ".gmtool-", options: .backwards), let owner = owner(of: name[marker.upperBound...]),
                   owner.rest.hasPrefix("."), isGone(owner.pid) else { continue }
-            unlink((folder as NSString).appendingPathComponent(name))
+            let path = (folder as NSString).appendingPathComponent(name)
+            // A temporary output folder (`writeFolderAtomically`) goes with its files.
+            if unlink(path) != 0 && (errno == EISDIR || errno == EPERM) { try? FileManager.default.removeItem(atPath: path) }
         }
     }
 

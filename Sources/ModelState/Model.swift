@@ -77,6 +77,15 @@ public final class Parameter: @unchecked Sendable {
 
     /// Non-zero values.
     public var nonzeroCount: Int { values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
+
+    /// Makes this parameter's values and mask those of `source` (the same weight), reviving what
+    /// `setMask` never would: how a working copy goes back to the model it was copied from.
+    /// Counts as a change. Optimizer slots are not copied (a copy is for pruning, not training).
+    func restore(from source: Parameter) {
+        precondition(source.weight.datasetPath == weight.datasetPath, "\(weight.datasetPath): restored from \(source.weight.datasetPath)")
+        update { _ = $0.update(fromContentsOf: source.values) }
+        mask = source.mask
+    }
 }
 
 /// A Keras model in memory, loaded once from a checkpoint: every weight's values and mask (and,
@@ -110,6 +119,35 @@ public final class Model {
         self.parameters = parameters
         trainableParameters = parameters.filter(\.weight.trainable)
         byPath = Dictionary(uniqueKeysWithValues: parameters.map { ($0.weight.datasetPath, $0) })
+    }
+
+    /// A copy in memory: the same checkpoint, every weight's values and mask copied (optimizer
+    /// slots are not). Prune the copy as often as wanted and `restore(from:)` the original between
+    /// tries; the file is read once.
+    public func copy() -> Model { Model(copying: self) }
+
+    private init(copying source: Model) {
+        checkpoint = source.checkpoint
+        parameters = source.parameters.map { Parameter(weight: $0.weight, values: Array($0.values), mask: $0.mask) }
+        trainableParameters = parameters.filter(\.weight.trainable)
+        byPath = Dictionary(uniqueKeysWithValues: parameters.map { ($0.weight.datasetPath, $0) })
+        restoredVersions = parameters.map(\.version)
+    }
+
+    /// Each parameter's version when it last equalled the source's (a copy's or restore's);
+    /// `restore` copies only the parameters changed since.
+    private var restoredVersions: [Int] = []
+
+    /// Makes this copy equal to `source`, the model it was copied from, again: every parameter
+    /// changed since the copy or the last restore gets the source's values and mask back (the
+    /// engine sees them as changed by their versions).
+    public func restore(from source: Model) {
+        precondition(source.checkpoint === checkpoint && restoredVersions.count == parameters.count,
+                     "restore(from:) takes the model this one was copied from")
+        for (index, parameter) in parameters.enumerated() where parameter.version != restoredVersions[index] {
+            parameter.restore(from: source.parameters[index])
+            restoredVersions[index] = parameter.version
+        }
     }
 
     public var path: String { checkpoint.path }

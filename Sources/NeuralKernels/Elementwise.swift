@@ -1,7 +1,7 @@
 import Foundation
 
-// BatchNormalization (inference), activations, padding, pooling, softmax and the loss: the
-// memory-bound kernels. Each is a forward/backward pair over contiguous Float buffers; backward
+// BatchNormalization (inference), padding, pooling and the loss: the memory-bound kernels
+// (activations are in Activations.swift). Each is a forward/backward pair over contiguous Float buffers; backward
 // functions add into the input gradient.
 
 // MARK: BatchNormalization in inference mode
@@ -31,97 +31,6 @@ public func batchNormInferenceBackward(
             let dx = inputGradient + r * channels
             for c in 0..<channels { dx[c] += dy[c] * scale[c] }
         }
-    }
-}
-
-// MARK: Activations
-
-/// Keras' ReLU layer: x >= threshold ? min(x, maxValue) : negativeSlope * (x - threshold).
-public struct ReLUParameters: Sendable, Equatable {
-    public var maxValue: Float?
-    public var negativeSlope: Float
-    public var threshold: Float
-    public init(maxValue: Float? = nil, negativeSlope: Float = 0, threshold: Float = 0) {
-        self.maxValue = maxValue
-        self.negativeSlope = negativeSlope
-        self.threshold = threshold
-    }
-}
-
-public func reluForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int, _ p: ReLUParameters) {
-    if p.negativeSlope == 0 && p.threshold == 0 {
-        if let cap = p.maxValue {
-            for i in 0..<count { output[i] = min(max(input[i], 0), cap) }
-        } else {
-            for i in 0..<count { output[i] = max(input[i], 0) }
-        }
-        return
-    }
-    let cap = p.maxValue ?? .infinity
-    for i in 0..<count {
-        let x = input[i]
-        output[i] = x >= p.threshold ? min(x, cap) : p.negativeSlope * (x - p.threshold)
-    }
-}
-
-/// Gradient 1 where threshold <= x < maxValue, negativeSlope below the threshold, 0 at the cap
-/// (TensorFlow's Relu6Grad passes gradient for 0 < x < 6 only).
-public func reluBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
-                         input: UnsafePointer<Float>, count: Int, _ p: ReLUParameters) {
-    let cap = p.maxValue ?? .infinity
-    if p.negativeSlope == 0 && p.threshold == 0 {
-        for i in 0..<count {
-            let x = input[i]
-            inputGradient[i] += (x > 0 && x < cap) ? outputGradient[i] : 0
-        }
-        return
-    }
-    for i in 0..<count {
-        let x = input[i]
-        let slope: Float = x >= p.threshold ? (x < cap ? 1 : 0) : p.negativeSlope
-        inputGradient[i] += slope * outputGradient[i]
-    }
-}
-
-public func sigmoidForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { output[i] = 1 / (1 + exp(-input[i])) }
-}
-
-public func sigmoidBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
-                            output: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { inputGradient[i] += outputGradient[i] * output[i] * (1 - output[i]) }
-}
-
-public func tanhForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { output[i] = tanh(input[i]) }
-}
-
-public func tanhBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
-                         output: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { inputGradient[i] += outputGradient[i] * (1 - output[i] * output[i]) }
-}
-
-/// Softmax over the last axis of (rows, classes), max-subtracted as TensorFlow does.
-public func softmaxForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows: Int, classes: Int) {
-    for r in 0..<rows {
-        let x = input + r * classes, y = output + r * classes
-        var largest = -Float.infinity
-        for c in 0..<classes { largest = max(largest, x[c]) }
-        var sum: Float = 0
-        for c in 0..<classes { y[c] = exp(x[c] - largest); sum += y[c] }
-        let inverse = 1 / sum
-        for c in 0..<classes { y[c] *= inverse }
-    }
-}
-
-/// dx += y * (dy - sum(dy * y)).
-public func softmaxBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
-                            output: UnsafePointer<Float>, rows: Int, classes: Int) {
-    for r in 0..<rows {
-        let y = output + r * classes, dy = outputGradient + r * classes, dx = inputGradient + r * classes
-        var dot: Float = 0
-        for c in 0..<classes { dot += dy[c] * y[c] }
-        for c in 0..<classes { dx[c] += y[c] * (dy[c] - dot) }
     }
 }
 

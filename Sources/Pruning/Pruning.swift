@@ -13,6 +13,9 @@ public struct PruningSettings: Sendable {
     /// Per-layer thresholds, first matching pattern wins.
     public var layerBeta: [(pattern: String, value: Float)] = []
     public var layerGamma: [(pattern: String, value: Float)] = []
+    /// Per-layer sparsity targets (0 <= S < 1), first matching pattern wins: each matching
+    /// kernel gets the beta that prunes it alone to S (`targetsForLayerSparsity`).
+    public var layerTarget: [(pattern: String, value: Double)] = []
     public var skipDepthwise = false
 
     public init(beta: Float, gamma: Float) {
@@ -105,13 +108,17 @@ extension PruningSettings {
         }
         let layerNames = checkpoint.layers.map(\.name)
         for (flag, patterns) in [("--include", include), ("--exclude", exclude), ("--layer-beta", layerBeta.map(\.pattern)),
-                                 ("--layer-gamma", layerGamma.map(\.pattern))] {
+                                 ("--layer-gamma", layerGamma.map(\.pattern)),
+                                 ("--layer-target", layerTarget.map(\.pattern))] {
             for pattern in patterns where !layerNames.contains(where: { matches(pattern, $0) }) {
                 throw PruningError("\(flag) pattern '\(pattern)' matches no layer of \(checkpoint.path)")
             }
         }
         for (pattern, value) in layerBeta + layerGamma where !(value >= 0) {
             throw PruningError("threshold for '\(pattern)' must be >= 0 (got \(value))")
+        }
+        for (pattern, value) in layerTarget where !(value >= 0 && value < 1) {
+            throw PruningError("--layer-target for '\(pattern)' must be a sparsity in [0, 1) (got \(value))")
         }
         var result: [PruningTarget] = []
         for weight in checkpoint.weights where weight.prunable {
@@ -248,18 +255,33 @@ public func targetsForSparsity(_ model: Model, targets: [PruningTarget], gradien
                                sparsity: Double, perKernel: Bool) throws -> [PruningTarget] {
     var chosen = targets
     if perKernel {
-        for index in chosen.indices {
-            let weight = chosen[index].weight
-            guard let parameter = model.parameter(for: weight) else { continue }
-            chosen[index].beta = try betaForTargetSparsity(model, targets: [chosen[index]], gradients: gradients, target: sparsity,
-                                                           totalParameters: weight.elementCount,
-                                                           zerosNow: weight.elementCount - parameter.nonzeroCount)
-        }
+        return try targetsForLayerSparsity(model, targets: targets, gradients: gradients, layerTargets: [("*", sparsity)])
     } else {
         let beta = try betaForTargetSparsity(model, targets: targets, gradients: gradients, target: sparsity,
                                              totalParameters: model.totalParameters,
                                              zerosNow: model.totalParameters - model.nonzeroParameters)
         for index in chosen.indices { chosen[index].beta = beta }
+    }
+    return chosen
+}
+
+/// The targets with the betas that bring each kernel matched by `layerTargets` (first matching
+/// pattern on its layer name) to that sparsity on its own, with its own gamma; the others keep
+/// their beta. What `gmtool sensitivity` suggests and `gmtool prune --layer-target` applies.
+public func targetsForLayerSparsity(_ model: Model, targets: [PruningTarget], gradients: [CheckpointWeight: [Float]],
+                                    layerTargets: [(pattern: String, value: Double)]) throws -> [PruningTarget] {
+    var chosen = targets
+    for index in chosen.indices {
+        let weight = chosen[index].weight
+        guard let sparsity = layerTargets.first(where: { matches($0.pattern, weight.layerName) })?.value,
+              let parameter = model.parameter(for: weight) else { continue }
+        do {
+            chosen[index].beta = try betaForTargetSparsity(model, targets: [chosen[index]], gradients: gradients, target: sparsity,
+                                                           totalParameters: weight.elementCount,
+                                                           zerosNow: weight.elementCount - parameter.nonzeroCount)
+        } catch let error as PruningError {
+            throw PruningError("\(weight.layerName)/\(weight.role): \(error.description)")
+        }
     }
     return chosen
 }

@@ -5,6 +5,41 @@ import KerasCheckpoint
 import Engine
 import Pruning
 
+/// Zhu & Gupta's gradual magnitude pruning (GMP) with tfmot's `PolynomialDecay` schedule, counted
+/// in epochs instead of steps: after epoch e with begin <= e <= end and (e - begin) % frequency ==
+/// 0, every selected kernel is pruned by magnitude, on its own, to
+///   s(e) = (initial - final) * (1 - p)^power + final,  p = min(1, max(0, (e - begin) / (end - begin)))
+/// (tfmot's formula; tfmot evaluates it in float32, this in Double). A kernel whose mask already
+/// prunes more stays as it is: masks only lose bits.
+public struct GradualSchedule: Sendable, Codable, Equatable {
+    public var initialSparsity: Double
+    public var finalSparsity: Double
+    public var beginEpoch: Int
+    public var endEpoch: Int
+    public var frequency: Int
+    public var power: Double
+
+    public init(initialSparsity: Double = 0, finalSparsity: Double, beginEpoch: Int, endEpoch: Int, frequency: Int = 1, power: Double = 3) {
+        self.initialSparsity = initialSparsity
+        self.finalSparsity = finalSparsity
+        self.beginEpoch = beginEpoch
+        self.endEpoch = endEpoch
+        self.frequency = frequency
+        self.power = power
+    }
+
+    public func prunes(afterEpoch epoch: Int) -> Bool {
+        epoch >= beginEpoch && epoch <= endEpoch && (epoch - beginEpoch) % frequency == 0
+    }
+
+    /// The sparsity every kernel is brought to after `epoch`.
+    public func sparsity(afterEpoch epoch: Int) -> Double {
+        // begin == end: one step straight to the final sparsity (tfmot would divide by zero).
+        let p = endEpoch == beginEpoch ? 1 : min(1, max(0, Double(epoch - beginEpoch) / Double(endEpoch - beginEpoch)))
+        return (initialSparsity - finalSparsity) * pow(1 - p, power) + finalSparsity
+    }
+}
+
 /// Everything that defines a training run (saved in the checkpoint so `--resume` can check it).
 public struct TrainingSettings: Sendable, Codable, Equatable {
     public var epochs: Int
@@ -21,10 +56,13 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
     public var skipDepthwise: Bool
     /// Images of the validation split used for each pruning gradient (all when nil).
     public var pruneImages: Int?
+    /// Gradual magnitude pruning instead of the paper's rule (then `beta` is nil). Optional in
+    /// the saved settings, so runs saved before it existed still resume.
+    public var gradual: GradualSchedule?
 
     public init(epochs: Int, batchSize: Int, seed: UInt64, augment: Bool, optimizer: OptimizerSettings,
                 beta: Float?, gamma: Float, delta: Int, include: [String] = [], exclude: [String] = [],
-                skipDepthwise: Bool = false, pruneImages: Int? = nil) {
+                skipDepthwise: Bool = false, pruneImages: Int? = nil, gradual: GradualSchedule? = nil) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.seed = seed
@@ -37,10 +75,15 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
         self.exclude = exclude
         self.skipDepthwise = skipDepthwise
         self.pruneImages = pruneImages
+        self.gradual = gradual
     }
 
     /// The paper's schedule: prune after every epoch e (1-based) with e % delta == 0.
-    public func prunes(afterEpoch epoch: Int) -> Bool { beta != nil && delta > 0 && epoch % delta == 0 }
+    /// With `gradual`, its schedule instead.
+    public func prunes(afterEpoch epoch: Int) -> Bool {
+        if let gradual { return gradual.prunes(afterEpoch: epoch) }
+        return beta != nil && delta > 0 && epoch % delta == 0
+    }
 }
 
 /// One epoch's line in the log.
@@ -97,6 +140,10 @@ public final class Trainer {
     /// `network.model` is where the run starts from (or, to resume, the run's own output).
     public init(network: Network, training: TrainingImageSource, validation: ImageBatchSource,
                 settings: TrainingSettings, resume: Bool) throws {
+        if let layer = network.trainingOnlyLayers.first {
+            throw CheckpointError(file: network.checkpoint.path,
+                                  problem: "layer \(layer), and gmtool train does not apply it; train a model without it (gmtool's --augment does pad/crop/flip) or train with Keras")
+        }
         self.network = network
         model = network.model
         source = network.model.checkpoint
@@ -206,7 +253,7 @@ public final class Trainer {
             let trainSeconds = Date().timeIntervalSince(start)
             var pruned = 0
             if settings.prunes(afterEpoch: epoch) {
-                pruned = try pruneNow(log: log)
+                pruned = try pruneNow(afterEpoch: epoch, log: log)
             }
             let evaluation = try network.evaluate(validation, batchSize: 200)
             let record = EpochRecord(
@@ -222,12 +269,23 @@ public final class Trainer {
 
     /// The paper's step with dC/dw over the validation split (inference-mode BatchNorm, as
     /// `gmtool prune`).
-    private func pruneNow(log: (String) -> Void) throws -> Int {
-        guard let beta = settings.beta else { return 0 }
-        var pruningSettings = PruningSettings(beta: beta, gamma: settings.gamma)
+    private func pruneNow(afterEpoch epoch: Int, log: (String) -> Void) throws -> Int {
+        var pruningSettings = PruningSettings(beta: settings.beta ?? 0, gamma: settings.gamma)
         pruningSettings.include = settings.include
         pruningSettings.exclude = settings.exclude
         pruningSettings.skipDepthwise = settings.skipDepthwise
+        if let gradual = settings.gradual {
+            // GMP: magnitude only, each kernel to the schedule's sparsity on its own.
+            pruningSettings.gamma = .infinity
+            let level = gradual.sparsity(afterEpoch: epoch)
+            let targets = try targetsForLayerSparsity(model, targets: try pruningSettings.targets(in: source), gradients: [:],
+                                                      layerTargets: [("*", level)])
+            let report = try prune(model, targets: targets, gradients: [:])
+            lastPruning = report
+            log("GMP after epoch \(epoch): every kernel to sparsity \(String(format: "%.4f", level)), pruned \(report.prunedNow) weights; sparsity now \(String(format: "%.2f%%", sparsity() * 100))")
+            return report.prunedNow
+        }
+        guard let beta = settings.beta else { return 0 }
         let targets = try pruningSettings.targets(in: source)
         var gradients: [CheckpointWeight: [Float]] = [:]
         if settings.gamma.isFinite {
@@ -246,7 +304,14 @@ public final class Trainer {
     public func save(to output: String) throws {
         var extra = CheckpointEdits()
         var pruning: [String: String] = [:]
-        if model.parameters.contains(where: { $0.mask != nil }), let beta = settings.beta {
+        if model.parameters.contains(where: { $0.mask != nil }), let gradual = settings.gradual {
+            pruning = [
+                "rule": "gradual magnitude pruning: each kernel to s(e) = (initial - final) * (1 - p)^power + final, p = (e - begin) / (end - begin), every frequency epochs",
+                "initial_sparsity": String(gradual.initialSparsity), "final_sparsity": String(gradual.finalSparsity),
+                "begin_epoch": String(gradual.beginEpoch), "end_epoch": String(gradual.endEpoch), "frequency": String(gradual.frequency),
+                "power": String(gradual.power),
+            ]
+        } else if model.parameters.contains(where: { $0.mask != nil }), let beta = settings.beta {
             pruning = [
                 "rule": "w = 0 and mask = 0 where |w| < beta and |dC/dw| < gamma and mask != 0, every delta epochs during training",
                 "beta": String(beta), "gamma": settings.gamma.isFinite ? String(settings.gamma) : "inf", "delta": String(settings.delta),

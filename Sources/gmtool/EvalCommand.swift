@@ -11,12 +11,18 @@ struct EvalCommand: ParsableCommand {
         abstract: "Evaluate top-1/top-5 accuracy and mean loss on labelled images.",
         discussion: """
             Runs the network gmtool builds from the checkpoint's model_config (BatchNorm in \
-            inference mode, dropout off) over the images, in batches, on every core.
+            inference mode, dropout off) over the images, in batches, on every core. With --shard \
+            K/N and -o it evaluates only the K-th of N contiguous image ranges and writes its \
+            per-batch totals; `gmtool merge` prints the whole set's report from the N shard files.
             """
     )
 
     @OptionGroup var checkpoint: CheckpointOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var shardOptions: ShardOptions
+
+    @Option(name: [.short, .long], help: "With --shard: the shard file to write.")
+    var output: String?
 
     @Flag(name: .long, help: "Print JSON instead of text.")
     var json = false
@@ -35,9 +41,12 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         guard CommandChecks.enabled else { return }
         if dataOptions.data.isEmpty { throw ValidationError("--data is required") }
+        if (shardOptions.shard == nil) != (output == nil) { throw ValidationError("--shard and -o/--output go together") }
+        if let output, samePath(output, checkpoint.model) { throw ValidationError("the output would overwrite the model") }
     }
 
     func run() throws {
+        if let output { try checkOutput(output) }
         let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
         let isExport = model.checkpoint.layout == .sparseExport
@@ -47,6 +56,14 @@ struct EvalCommand: ParsableCommand {
         let choice = isExport ? kernels ?? .auto : .dense
         let network = try dataOptions.network(model, for: dataset, kernels: choice)
         let layers = network.sparseLayers(batch: min(dataOptions.batchSize, max(1, dataset.count)))
+        if let output, let plan = try shardOptions.plan(images: dataset.count, batchSize: dataOptions.batchSize, kind: .evaluation) {
+            let bar = ProgressBar(total: plan.images.count, label: "eval \(plan.index)/\(plan.count)", quiet: quiet || json)
+            let start = Date()
+            let totals = try network.evaluationShard(dataset, plan: plan, provenance: try ShardOptions.provenance(model, dataset),
+                                                     to: output, progress: bar.update)
+            try printShard(output: output, plan: plan, totals: totals, seconds: Date().timeIntervalSince(start), json: json)
+            return
+        }
         let bar = ProgressBar(total: dataset.count, label: "eval", quiet: quiet || json)
         let report = try network.evaluate(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
         if json {

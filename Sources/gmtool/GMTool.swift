@@ -13,7 +13,7 @@ struct GMTool: ParsableCommand {
             .keras) and reports, prunes and exports them. Input files are never modified.
             """,
         version: gmtoolVersion,
-        subcommands: [StatsCommand.self, EvalCommand.self, GradCommand.self, PruneCommand.self, ExportCommand.self, ImportCommand.self, TrainCommand.self]
+        subcommands: [StatsCommand.self, EvalCommand.self, GradCommand.self, MergeCommand.self, PruneCommand.self, SweepCommand.self, SensitivityCommand.self, ExportCommand.self, ImportCommand.self, TrainCommand.self]
     )
 
     /// Runs the command. Every user error is reported as `gmtool: error: <file or object>:

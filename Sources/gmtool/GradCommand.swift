@@ -14,12 +14,15 @@ struct GradCommand: ParsableCommand {
             inference mode, dropout off). Each gradient is a float32 dataset at the same HDF5 path \
             its weight has in the checkpoint; root attributes record the images, loss, data and \
             scaling, and the digest of the weights they were taken on (weights_digest). `gmtool prune \
-            --gradients` reuses the file for the same weights only.
+            --gradients` reuses the file for the same weights only. With --shard K/N it computes \
+            only the K-th of N contiguous image ranges and writes their partial sums; `gmtool merge` \
+            combines the N shard files into the same file, bit for bit (docs/SCALE.md).
             """
     )
 
     @OptionGroup var checkpoint: CheckpointOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var shardOptions: ShardOptions
 
     @Option(name: [.short, .long], help: "Output file.")
     var output: String
@@ -43,14 +46,21 @@ struct GradCommand: ParsableCommand {
         let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
         let network = try dataOptions.network(model, for: dataset)
+        if let plan = try shardOptions.plan(images: dataset.count, batchSize: dataOptions.batchSize, kind: .gradients) {
+            let bar = ProgressBar(total: plan.images.count, label: "grad \(plan.index)/\(plan.count)", quiet: quiet || json)
+            let start = Date()
+            let totals = try network.gradientShard(dataset, plan: plan, provenance: try ShardOptions.provenance(model, dataset),
+                                                   to: output, progress: bar.update)
+            try printShard(output: output, plan: plan, totals: totals, seconds: Date().timeIntervalSince(start), json: json)
+            return
+        }
         let bar = ProgressBar(total: dataset.count, label: "grad", quiet: quiet || json)
         let report = try network.gradients(dataset, batchSize: dataOptions.batchSize, progress: bar.update)
         try GradientFile.write(
-            to: output, gradients: report.gradients, weightsDigest: model.weightsDigest,
-            textAttributes: ["model": model.path, "data": dataset.files.map(\.path).joined(separator: ","),
-                             "scaling": dataset.scaling.description, "loss_function": "mean categorical cross-entropy",
-                             "tool": "gmtool \(gmtoolVersion)"],
-            numberAttributes: ["images": Double(report.images), "loss": report.meanLoss])
+            to: output, tensors: report.gradients.map { ($0.weight.datasetPath, $0.weight.shape) }, weightsDigest: model.weightsDigest,
+            textAttributes: gradientTextAttributes(model: model.path, data: dataset.files.map(\.path).joined(separator: ","),
+                                                   scaling: dataset.scaling.description),
+            numberAttributes: ["images": Double(report.images), "loss": report.meanLoss]) { report.gradients[$0].values }
         if json {
             try printJSON(GradSummary(output: output, gradients: report.gradients.count, images: report.images,
                                       meanLoss: report.meanLoss, seconds: report.seconds,
@@ -60,6 +70,38 @@ struct GradCommand: ParsableCommand {
         print("wrote \(output): \(report.gradients.count) gradients over \(grouped(report.images)) images, "
               + "mean loss \(String(format: "%.4f", report.meanLoss)), \(String(format: "%.2f", report.seconds)) s "
               + "(\(String(format: "%.0f", Double(report.images) / max(report.seconds, 1e-9))) images/s)")
+    }
+}
+
+/// The text attributes of a gradient file: the same for `grad` and for `merge`, which must write
+/// the same bytes.
+func gradientTextAttributes(model: String, data: String, scaling: String) -> [String: String] {
+    ["model": model, "data": data, "scaling": scaling, "loss_function": "mean categorical cross-entropy", "tool": "gmtool \(gmtoolVersion)"]
+}
+
+/// What `grad --shard` and `eval --shard` print.
+func printShard(output: String, plan: ShardPlan, totals: PassTotals, seconds: Double, json: Bool) throws {
+    if json {
+        try printJSON(ShardSummary(output: output, shard: plan.index, shards: plan.count, firstImage: plan.images.lowerBound,
+                                   endImage: plan.images.upperBound, images: totals.images, totalImages: plan.totalImages, seconds: seconds))
+        return
+    }
+    print("wrote \(output): shard \(plan.index)/\(plan.count), images \(plan.images.lowerBound)-\(plan.images.upperBound - 1) "
+          + "of \(grouped(plan.totalImages)), \(String(format: "%.2f", seconds)) s; combine the \(plan.count) shards with `gmtool merge`")
+}
+
+struct ShardSummary: Encodable {
+    var output: String
+    var shard: Int
+    var shards: Int
+    var firstImage: Int
+    var endImage: Int
+    var images: Int
+    var totalImages: Int
+    var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case output, shard, shards, firstImage = "first_image", endImage = "end_image", images, totalImages = "total_images", seconds
     }
 }
 

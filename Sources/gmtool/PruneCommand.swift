@@ -58,6 +58,9 @@ struct PruneCommand: ParsableCommand {
     @Option(name: .long, help: "Per-layer gamma, PATTERN=VALUE (repeatable; first match wins).")
     var layerGamma: [String] = []
 
+    @Option(name: .long, help: "Per-layer sparsity, PATTERN=SPARSITY (0 <= SPARSITY < 1; repeatable; first match wins): each matching kernel gets the beta that prunes it alone to that sparsity (`gmtool sensitivity` suggests these). Other kernels use --beta, or stay as they are without it.")
+    var layerTarget: [String] = []
+
     @Flag(name: .long, help: "Leave DepthwiseConv2D kernels (and SeparableConv2D depthwise kernels) unpruned.")
     var skipDepthwise = false
 
@@ -85,7 +88,9 @@ struct PruneCommand: ParsableCommand {
         if let targetSparsity, !(targetSparsity > 0 && targetSparsity < 1) {
             throw ValidationError("--target-sparsity must be between 0 and 1 (exclusive)")
         }
-        if beta == nil && targetSparsity == nil { throw ValidationError("give --beta or --target-sparsity") }
+        if beta == nil && targetSparsity == nil && layerTarget.isEmpty { throw ValidationError("give --beta, --target-sparsity or --layer-target") }
+        if targetSparsity != nil && !layerTarget.isEmpty { throw ValidationError("--layer-target cannot be combined with --target-sparsity") }
+        _ = try parseLayerTargets()
         if beta != nil && targetSparsity != nil { throw ValidationError("give --beta or --target-sparsity, not both") }
         if targetSparsity != nil && !layerBeta.isEmpty { throw ValidationError("--layer-beta cannot be combined with --target-sparsity") }
         if perLayer && targetSparsity == nil { throw ValidationError("--per-layer needs --target-sparsity") }
@@ -122,6 +127,15 @@ struct PruneCommand: ParsableCommand {
         _ = try parseOverrides(layerBeta, flag: "--layer-beta")
     }
 
+    private func parseLayerTargets() throws -> [(pattern: String, value: Double)] {
+        try layerTarget.map { item in
+            guard let equals = item.lastIndex(of: "="), let value = Double(item[item.index(after: equals)...]), value >= 0, value < 1 else {
+                throw ValidationError("--layer-target takes PATTERN=SPARSITY with 0 <= SPARSITY < 1, got '\(item)'")
+            }
+            return (String(item[..<equals]), value)
+        }
+    }
+
     private func parseOverrides(_ items: [String], flag: String) throws -> [(pattern: String, value: Float)] {
         try items.map { item in
             guard let equals = item.lastIndex(of: "="), let value = Float(item[item.index(after: equals)...]),
@@ -140,6 +154,7 @@ struct PruneCommand: ParsableCommand {
         settings.exclude = exclude
         settings.layerBeta = try parseOverrides(layerBeta, flag: "--layer-beta")
         settings.layerGamma = try parseOverrides(layerGamma, flag: "--layer-gamma")
+        settings.layerTarget = try parseLayerTargets()
         settings.skipDepthwise = skipDepthwise
         var targets = try settings.targets(in: model.checkpoint)
 
@@ -176,6 +191,10 @@ struct PruneCommand: ParsableCommand {
             say(perLayer ? "target sparsity \(targetSparsity) in every kernel: chose one beta per kernel (see the table)"
                          : "target sparsity \(targetSparsity): chose beta = \(targets[0].beta)")
         }
+        if !settings.layerTarget.isEmpty {
+            targets = try targetsForLayerSparsity(model, targets: targets, gradients: byWeight, layerTargets: settings.layerTarget)
+            say("--layer-target: chose one beta per matching kernel (see the table)")
+        }
         let nonzeroBefore = model.nonzeroParameters
         let before = try evaluation.map { data in
             try network!.evaluate(data, batchSize: dataOptions.batchSize, progress: ProgressBar(total: data.count, label: "eval before", quiet: quiet || json).update)
@@ -189,7 +208,7 @@ struct PruneCommand: ParsableCommand {
         let after = try evaluation.map { data in
             try network!.evaluate(data, batchSize: dataOptions.batchSize, progress: ProgressBar(total: data.count, label: "eval after", quiet: quiet || json).update)
         }
-        let globalBeta: Float? = perLayer ? nil : (targetSparsity != nil ? targets[0].beta : settings.beta)
+        let globalBeta: Float? = perLayer || !layerTarget.isEmpty ? nil : (targetSparsity != nil ? targets[0].beta : settings.beta)
         let summary = PruneSummary(
             model: model.path, output: dryRun ? nil : output, dryRun: dryRun, beta: globalBeta, gamma: gamma,
             gradients: gradientSource, gradientImages: gradientImages, layers: report.kernels.map(\.result),
@@ -202,7 +221,7 @@ struct PruneCommand: ParsableCommand {
                 "rule": "w = 0 and mask = 0 where |w| < beta and |dC/dw| < gamma and mask != 0",
                 "beta": globalBeta.map { String($0) } ?? "per kernel", "gamma": gamma.isFinite ? String(gamma) : "inf",
                 "layer_beta": layerBeta.joined(separator: ","), "layer_gamma": layerGamma.joined(separator: ","),
-                "target_sparsity": targetSparsity.map { String($0) } ?? "",
+                "target_sparsity": targetSparsity.map { String($0) } ?? "", "layer_target": layerTarget.joined(separator: ","),
                 "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ","),
                 "skip_depthwise": String(skipDepthwise), "gradient_data": gradientSource,
                 "gradient_images": String(gradientImages), "scaling": gradientData?.scaling.description ?? "",

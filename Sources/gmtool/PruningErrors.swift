@@ -1,2 +1,4 @@
 import Pruning
 extension PruningError: UserFacingError {}
+import Analysis
+extension AnalysisError: UserFacingError {}

@@ -5,6 +5,7 @@ import KerasCheckpoint
 import ModelState
 import Engine
 import Training
+import Analysis
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -73,6 +74,24 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Seed for shuffling, augmentation and dropout.")
     var seed: UInt64 = 1
 
+    @Option(name: .long, help: "Pruning method: paper (the rule with --beta/--gamma every --delta epochs) or gmp (gradual magnitude pruning, tfmot's PolynomialDecay schedule with power 3).")
+    var method: Method = .paper
+
+    @Option(name: .long, parsing: .unconditional, help: "For --method gmp: the sparsity every kernel reaches at --end-epoch.")
+    var finalSparsity: Double?
+
+    @Option(name: .long, parsing: .unconditional, help: "For --method gmp: the sparsity at --begin-epoch.")
+    var initialSparsity: Double = 0
+
+    @Option(name: .long, parsing: .unconditional, help: "For --method gmp: the first epoch after which it prunes.")
+    var beginEpoch: Int?
+
+    @Option(name: .long, parsing: .unconditional, help: "For --method gmp: the last epoch after which it prunes (begin + a multiple of --frequency).")
+    var endEpoch: Int?
+
+    @Option(name: .long, parsing: .unconditional, help: "For --method gmp: prune every this many epochs.")
+    var frequency: Int = 1
+
     @Option(name: .long, parsing: .unconditional, help: "Pruning magnitude threshold (omit for a dense run).")
     var beta: Float?
 
@@ -109,6 +128,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "No progress bar.")
     var quiet = false
 
+    enum Method: String, ExpressibleByArgument, CaseIterable { case paper, gmp }
     enum OptimizerName: String, ExpressibleByArgument, CaseIterable { case sgd, adam }
     enum ScheduleName: String, ExpressibleByArgument, CaseIterable { case constant, step, cosine }
 
@@ -123,7 +143,24 @@ struct TrainCommand: ParsableCommand {
         if delta <= 0 { throw ValidationError("--delta must be positive") }
         if let beta, !(beta >= 0) || !beta.isFinite { throw ValidationError("--beta must be a finite number >= 0") }
         if gamma.isNaN || gamma < 0 { throw ValidationError("--gamma must be >= 0") }
-        if beta == nil {
+        if method == .gmp {
+            guard let finalSparsity, let beginEpoch, let endEpoch else {
+                throw ValidationError("--method gmp needs --final-sparsity, --begin-epoch and --end-epoch")
+            }
+            if beta != nil || gamma.isFinite || pruneImages != nil { throw ValidationError("--method gmp prunes by magnitude on a schedule; --beta, --gamma and --prune-images belong to --method paper") }
+            if !(finalSparsity > 0 && finalSparsity < 1) { throw ValidationError("--final-sparsity must be between 0 and 1 (exclusive)") }
+            if !(initialSparsity >= 0 && initialSparsity <= finalSparsity) { throw ValidationError("--initial-sparsity must be in [0, --final-sparsity]") }
+            if frequency <= 0 { throw ValidationError("--frequency must be positive") }
+            if beginEpoch < 1 || endEpoch < beginEpoch || endEpoch > epochs {
+                throw ValidationError("--begin-epoch and --end-epoch must satisfy 1 <= begin <= end <= --epochs (got \(beginEpoch) and \(endEpoch), --epochs \(epochs))")
+            }
+            if (endEpoch - beginEpoch) % frequency != 0 {
+                throw ValidationError("--end-epoch \(endEpoch) is not --begin-epoch plus a multiple of --frequency \(frequency): the last pruning would stop short of --final-sparsity")
+            }
+        } else if finalSparsity != nil || beginEpoch != nil || endEpoch != nil {
+            throw ValidationError("--final-sparsity, --begin-epoch and --end-epoch are used only with --method gmp")
+        }
+        if beta == nil && method == .paper {
             let unused = [(gamma.isFinite, "--gamma"), (pruneImages != nil, "--prune-images"), (!include.isEmpty, "--include"),
                           (!exclude.isEmpty, "--exclude"), (skipDepthwise, "--skip-depthwise")].filter(\.0).map(\.1)
             if let first = unused.first { throw ValidationError("\(first) is used only with --beta (without it the run is dense)") }
@@ -139,7 +176,8 @@ struct TrainCommand: ParsableCommand {
         // Outputs that cannot be written fail now, not after an epoch of training.
         let logPath = log ?? output + ".log.csv"
         let jsonLogPath = (logPath as NSString).deletingPathExtension + ".json"
-        for path in [output, logPath, jsonLogPath] { try checkOutput(path) }
+        let reportPath = (logPath as NSString).deletingPathExtension + ".report.html"
+        for path in [output, logPath, jsonLogPath, reportPath] { try checkOutput(path) }
         // The data options eval reads, for the same formats and checks.
         let options = try DataOptions.parse(["--scale", scale.rawValue] + (threads.map { ["--threads", String($0)] } ?? []))
         let scaling = try options.scaling
@@ -165,7 +203,9 @@ struct TrainCommand: ParsableCommand {
             epochs: epochs, batchSize: batchSize, seed: seed, augment: !noAugment,
             optimizer: OptimizerSettings(kind: kind, learningRate: lr, schedule: scheduleValue, weightDecay: weightDecay),
             beta: beta, gamma: gamma, delta: delta, include: include, exclude: exclude, skipDepthwise: skipDepthwise,
-            pruneImages: pruneImages)
+            pruneImages: pruneImages,
+            gradual: method == .gmp ? GradualSchedule(initialSparsity: initialSparsity, finalSparsity: finalSparsity!, beginEpoch: beginEpoch!,
+                                                      endEpoch: endEpoch!, frequency: frequency) : nil)
         let start = try resume ? Checkpoint.open(output, config: checkpoint.config.map(ModelConfig.init(contentsOf:))) : checkpoint.open()
         let network = try options.network(try Model(checkpoint: start), for: trainFiles)
         try options.check(network, validation)
@@ -173,7 +213,8 @@ struct TrainCommand: ParsableCommand {
                                   settings: settings, resume: resume)
         func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         note("train: \(training.count) images (\(training.sourceFiles.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"
-             + (beta.map { ", pruning with beta \($0) gamma \(gamma) every \(delta) epoch(s)" } ?? ", dense (no pruning)")
+             + (method == .gmp ? ", gradual magnitude pruning to \(finalSparsity!) from epoch \(beginEpoch!) to \(endEpoch!) every \(frequency)"
+                : beta.map { ", pruning with beta \($0) gamma \(gamma) every \(delta) epoch(s)" } ?? ", dense (no pruning)")
              + (resume ? ", resuming after epoch \(trainer.completedEpochs)" : ""))
         if resume && trainer.completedEpochs >= epochs { note("nothing to do: \(trainer.completedEpochs) epochs already done") }
         print("epoch  loss    train_acc  val_loss  val_acc  lr        pruned    sparsity  seconds")
@@ -184,6 +225,7 @@ struct TrainCommand: ParsableCommand {
             print(line(record))
             fflush(nil)  // each epoch's line as it happens, also when stdout is a file
             try writeLog(trainer.history, csv: logPath, json: jsonLogPath)
+            try writeAtomically(Data(trainingReportHTML(trainer.history.map(\.chartRow), title: "gmtool train: \(output)").utf8), to: reportPath)
         }, log: note)
     }
 
@@ -202,3 +244,10 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainingError: UserFacingError {}
+
+extension EpochRecord {
+    var chartRow: TrainingChartRow {
+        TrainingChartRow(epoch: epoch, loss: loss, validationLoss: validationLoss, trainAccuracy: trainAccuracy,
+                         validationAccuracy: validationAccuracy, sparsity: sparsity)
+    }
+}

@@ -28,13 +28,14 @@ enum Paths {
     }
 }
 
-func gmtool(_ arguments: [String], in directory: URL? = nil) throws -> CommandResult {
-    try run(Paths.binary, arguments, in: directory)
+func gmtool(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) throws -> CommandResult {
+    try run(Paths.binary, arguments, in: directory, environment: environment)
 }
 
 /// Runs a program to its end and collects its exit status and output.
-func run(_ executable: URL, _ arguments: [String], in directory: URL? = nil) throws -> CommandResult {
+func run(_ executable: URL, _ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     process.executableURL = executable
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }

@@ -11,6 +11,28 @@ import Testing
     }
     func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
+    /// GMP: after epoch 2 of begin 1, end 3 every kernel holds ceil(s(2) n) zeros, after epoch 3
+    /// ceil(0.8 n) (the weights are distinct floats, so no tie adds more); the log's report.html
+    /// charts the epochs.
+    @Test func gradualMagnitudePruningFollowsThePolynomialSchedule() throws {
+        let output = path("gmp.h5")
+        let result = try gmtool(["train", Paths.fixture("rescnn_k3.h5"), "--data", folder.path, "--epochs", "3", "--batch-size", "16",
+                                 "--method", "gmp", "--final-sparsity", "0.8", "--begin-epoch", "1", "--end-epoch", "3", "-o", output])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("GMP after epoch 2: every kernel to sparsity 0.7000"), "\(result.stderr)")
+        let checkpoint = try Checkpoint.open(output)
+        for weight in checkpoint.weights where weight.prunable {
+            let mask = try #require(try checkpoint.mask(for: weight))
+            #expect(mask.filter { $0 == 0 }.count == Int((0.8 * Double(mask.count)).rounded(.up)), "\(weight.datasetPath)")
+        }
+        let html = try String(contentsOfFile: path("gmp.h5.log.report.html"), encoding: .utf8)
+        #expect(html.components(separatedBy: "<svg ").count == 4 && html.contains("Sparsity per epoch"))
+        let refused = try gmtool(["train", Paths.fixture("rescnn_k3.h5"), "--data", folder.path, "--epochs", "3", "--method", "gmp",
+                                  "--final-sparsity", "0.8", "--begin-epoch", "1", "--end-epoch", "2", "--frequency", "2", "-o", path("no.h5")])
+        #expect(refused.status == 64)
+        #expect(refused.stderr.hasPrefix("gmtool: error: --end-epoch 2 is not --begin-epoch plus a multiple of --frequency 2"))
+    }
+
     @Test func trainsPrunesLogsAndResumes() throws {
         let output = path("out.h5")
         let arguments = ["train", Paths.fixture("rescnn_k3.h5"), "--data", folder.path, "--epochs", "2", "--batch-size", "16",
@@ -69,5 +91,15 @@ import Testing
         #expect(result.status != 0)
         #expect(result.stderr.contains(fragment))
         #expect(!FileManager.default.fileExists(atPath: path("x.h5")))
+    }
+
+    /// A model with augmentation layers evaluates (they are the identity at inference, as in
+    /// Keras), but train refuses it rather than train without them; nothing is written.
+    @Test func augmentationLayersAreRefusedInTraining() throws {
+        let evaluated = try gmtool(["eval", Paths.fixture("merging_k2.h5"), "--data", folder.path, "--split", "validation", "--limit", "20"])
+        #expect(evaluated.status == 0, "\(evaluated.stderr)")
+        try expectError(["train", Paths.fixture("merging_k2.h5"), "--data", folder.path, "--epochs", "1", "-o", path("aug.h5")],
+                        ["random_flip (RandomFlip)", "only in training", "does not apply it"])
+        #expect(!FileManager.default.fileExists(atPath: path("aug.h5")))
     }
 }

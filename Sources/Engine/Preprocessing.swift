@@ -1,0 +1,181 @@
+import KerasCheckpoint
+import ModelState
+
+// The preprocessing and augmentation family: Rescaling (x * scale + offset), Normalization, the random
+// augmentation layers and the noise/regularization layers, which Keras applies only in
+// training and which are the identity at inference (eval, grad, prune), and the layers that
+// cannot run (Lambda, TFOpLambda, custom classes), refused with the reason.
+
+extension GraphBuilder {
+    /// Layers that are the identity at inference and do something else in training, with what
+    /// they do. `train` refuses a model that has one (`Network.trainingOnlyLayers`) rather than
+    /// train it without.
+    static let inferenceIdentities: [String: String] = [
+        "RandomFlip": "a random augmentation", "RandomRotation": "a random augmentation",
+        "RandomZoom": "a random augmentation", "RandomTranslation": "a random augmentation",
+        "RandomContrast": "a random augmentation", "RandomBrightness": "a random augmentation",
+        "RandomHeight": "a random augmentation", "RandomWidth": "a random augmentation",
+        "SpatialDropout2D": "dropout", "AlphaDropout": "dropout", "GaussianDropout": "multiplicative noise",
+        "GaussianNoise": "additive noise", "ActivityRegularization": "a loss term",
+    ]
+
+    /// Layers that cannot run outside Python, with the reason.
+    static let cannotRun: [String: String] = [
+        "Lambda": "runs Python code saved with the model, which gmtool cannot run; rebuild the model with built-in Keras layers",
+        "TFOpLambda": "is a TensorFlow operation recorded from Python code (Keras 2 writes `x + 3` or `tf.nn.relu(x)` on a tensor this way), which gmtool cannot run; rebuild the model with built-in Keras layers (Keras 3 saves such models with them)",
+        "SlicingOpLambda": "is tensor slicing recorded from Python code, which gmtool cannot run; rebuild the model with built-in Keras layers",
+    ]
+
+    /// Builds a layer of this family, or returns nil when `layer` is not one.
+    mutating func addPreprocessing(_ layer: LayerConfig, input: Int) throws -> Int? {
+        let shape = nodes[input].shape
+        let count = shape.reduce(1, *)
+        func identity() -> Int {
+            append(Node(name: layer.name, layerName: layer.name, className: layer.className,
+                        operation: CopyOperation(count: count), inputs: [input], shape: shape))
+        }
+        if let effect = Self.inferenceIdentities[layer.className] {
+            trainingOnlyLayers.append("\(layer.name) (\(layer.className)) is \(effect) that Keras applies only in training")
+            return identity()
+        }
+        switch layer.className {
+        case "RandomCrop":
+            // At inference Keras resizes (Keras 2) or centre-crops (Keras 3) to the target size;
+            // where that is the input's size, both are the identity.
+            let target = [layer.config["height"]?.int, layer.config["width"]?.int]
+            guard shape.count == 3, target == [shape[0], shape[1]] else {
+                throw error(layer, "crops to \(target.map { $0.map(String.init) ?? "?" }.joined(separator: "x")) at inference, which gmtool does not do (only a crop to the input's own size \(shape.prefix(2).map(String.init).joined(separator: "x")))")
+            }
+            trainingOnlyLayers.append("\(layer.name) (RandomCrop) is a random augmentation that Keras applies only in training")
+            return identity()
+        case "Rescaling":
+            let channels = shape.last ?? 1
+            func values(_ key: String, default value: Float) throws -> [Float] {
+                guard let raw = layer.config[key], raw != .null else { return [value] }
+                if let number = raw.double { return [Float(number)] }
+                if let list = raw.array?.compactMap(\.double), list.count == raw.array?.count,
+                   list.count == 1 || list.count == channels {
+                    return list.map(Float.init)
+                }
+                throw error(layer, "\(key) must be a number or a list of \(channels) numbers (one per channel)")
+            }
+            let operation = RescalingOperation(scale: try values("scale", default: 1), offset: try values("offset", default: 0),
+                                               count: count, channels: channels)
+            return append(Node(name: layer.name, layerName: layer.name, className: layer.className,
+                               operation: operation, inputs: [input], shape: shape))
+        case "Normalization":
+            return try addNormalization(layer, input: input)
+        default:
+            return nil
+        }
+    }
+}
+
+extension GraphBuilder {
+    /// Keras' Normalization over the last axis: adapted statistics from the file (mean, variance
+    /// and the int64 count, which only records how many samples `adapt` saw), or constants from
+    /// the config.
+    private mutating func addNormalization(_ layer: LayerConfig, input: Int) throws -> Int {
+        let shape = nodes[input].shape
+        let channels = shape.last ?? 1
+        let axis = layer.config["axis"]
+        let lastAxis = axis == nil || axis?.int == -1 || axis?.ints == [-1] || axis?.ints == [shape.count] || axis?.int == shape.count
+        guard lastAxis else { throw error(layer, "normalizes over axis \(axis.map { "\($0)" } ?? "None"); gmtool supports the last axis (-1) only") }
+        let invert = layer.config["invert"]?.bool ?? false
+        let statistics: NormalizationOperation.Statistics
+        if let given = layer.config["mean"], given != .null {
+            func constants(_ key: String) throws -> [Float] {
+                let raw = layer.config[key]
+                if let number = raw?.double { return Array(repeating: Float(number), count: channels) }
+                if let list = raw?.array?.compactMap(\.double), list.count == channels, raw?.array?.count == channels {
+                    return list.map(Float.init)
+                }
+                throw error(layer, "\(key) must be a number or a list of \(channels) numbers")
+            }
+            statistics = .constants(mean: try constants("mean"), variance: try constants("variance"))
+        } else {
+            let mean = try parameter(layer, .mean, shape: [channels])!
+            let variance = try parameter(layer, .variance, shape: [channels])!
+            _ = try parameter(layer, .count, shape: [])
+            statistics = .adapted(mean: mean, variance: variance)
+        }
+        let operation = NormalizationOperation(statistics: statistics, invert: invert, count: shape.reduce(1, *), channels: channels)
+        return append(Node(name: layer.name, layerName: layer.name, className: layer.className,
+                           operation: operation, inputs: [input], shape: shape))
+    }
+}
+
+/// y = (x - mean) / max(sqrt(variance), 1e-7) per channel, or with `invert`
+/// y = mean + x * max(sqrt(variance), 1e-7), in TensorFlow's float32 operation order (Keras 2 and
+/// 3 alike; 1e-7 is Keras' backend epsilon).
+final class NormalizationOperation: Operation {
+    enum Statistics {
+        case adapted(mean: Parameter, variance: Parameter)
+        case constants(mean: [Float], variance: [Float])
+    }
+    let statistics: Statistics
+    let invert: Bool
+    let count: Int, channels: Int
+    private(set) var mean: [Float] = []
+    private(set) var scale: [Float] = []
+
+    init(statistics: Statistics, invert: Bool, count: Int, channels: Int) {
+        (self.statistics, self.invert, self.count, self.channels) = (statistics, invert, count, channels)
+        parametersChanged()
+    }
+
+    var parameters: [Parameter] {
+        if case .adapted(let mean, let variance) = statistics { return [mean, variance] }
+        return []
+    }
+
+    func parametersChanged() {
+        let variance: [Float]
+        switch statistics {
+        case .adapted(let m, let v): (mean, variance) = (Array(m.values), Array(v.values))
+        case .constants(let m, let v): (mean, variance) = (m, v)
+        }
+        scale = variance.map { max($0.squareRoot(), 1e-7) }
+    }
+
+    func forward(_ c: PassContext) {
+        let x = c.inputs[0], y = c.output
+        for i in 0..<(c.batch * count) {
+            let channel = i % channels
+            y[i] = invert ? mean[channel] + x[i] * scale[channel] : (x[i] - mean[channel]) / scale[channel]
+        }
+    }
+
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        for i in 0..<(c.batch * count) {
+            let channel = i % channels
+            dx[i] += invert ? c.outputGradient[i] * scale[channel] : c.outputGradient[i] / scale[channel]
+        }
+    }
+}
+
+/// Keras' Rescaling: y = x * scale + offset (two float32 roundings, as TensorFlow's multiply then
+/// add), scale and offset each one number or one per channel.
+final class RescalingOperation: Operation {
+    let scale: [Float], offset: [Float]
+    let count: Int, channels: Int
+
+    init(scale: [Float], offset: [Float], count: Int, channels: Int) {
+        (self.scale, self.offset, self.count, self.channels) = (scale, offset, count, channels)
+    }
+
+    func forward(_ c: PassContext) {
+        let x = c.inputs[0], y = c.output
+        for i in 0..<(c.batch * count) {
+            let channel = i % channels
+            let product = x[i] * scale[scale.count == 1 ? 0 : channel]
+            y[i] = product + offset[offset.count == 1 ? 0 : channel]
+        }
+    }
+
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        for i in 0..<(c.batch * count) { dx[i] += c.outputGradient[i] * scale[scale.count == 1 ? 0 : i % channels] }
+    }
+}
