@@ -91,7 +91,7 @@ let package = Package(
             ]
         ),
         // Kernel micro-benchmarks for benchmarks/bench.py.
-        .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "Pruning"]),
+        .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "ModelState", "Engine", "Pruning"]),
         // Test support: HDF5 files that declare more than they store, written through libhdf5 directly.
         .target(name: "MalformedFiles", dependencies: ["HDF5", "CHDF5"], path: "Tests/MalformedFiles"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "MalformedFiles"]),

@@ -23,8 +23,8 @@ struct GraphBuilder {
     /// The layers that are the identity here but act in Keras' training (augmentation, noise),
     /// each as a sentence naming the layer.
     var trainingOnlyLayers: [String] = []
-    /// Run convolution and Dense kernels sparse when the checkpoint stores them sparse.
-    var useSparseKernels = false
+    /// Which kernels convolution and Dense layers stored sparse in the checkpoint run.
+    var kernels: KernelChoice = .dense
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
     private var usedWeights: Set<String> = []
 
@@ -162,8 +162,9 @@ struct GraphBuilder {
     }
 
     private func attachSparse(_ operation: ConvolutionOperation) throws {
-        guard useSparseKernels, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
+        guard kernels != .dense, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
         operation.sparse = SparseKernel(matrix)
+        operation.kernels = kernels
     }
 
     /// Keras' activation names (`activation=` and the Activation layer), as Keras 2 and 3 define

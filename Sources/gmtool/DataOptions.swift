@@ -200,12 +200,12 @@ struct DataOptions: ParsableArguments {
 
     /// Builds the network for the data's images (checked against `dataset` when given;
     /// CIFAR-10's 32x32x3 when there is none).
-    func network(_ model: Model, for dataset: ImageDataset? = nil, sparseKernels: Bool = false) throws -> Network {
+    func network(_ model: Model, for dataset: ImageDataset? = nil, kernels: KernelChoice = .dense) throws -> Network {
         try fitImageFolder(dataset, to: model)
         let shape = dataset?.imageShape ?? [CIFARDataset.height, CIFARDataset.width, CIFARDataset.channels]
         let network: Network
         do {
-            network = try Network(model: model, inputShape: shape, workers: threads, sparseKernels: sparseKernels)
+            network = try Network(model: model, inputShape: shape, workers: threads, kernels: kernels)
         } catch let error as CheckpointError where dataset != nil && error.problem.hasPrefix("the model takes inputs") {
             throw CommandError("\(dataset!.sourceFiles[0]): holds \(shape.map(String.init).joined(separator: "x")) images; \(error)")
         }
