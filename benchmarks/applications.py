@@ -34,9 +34,10 @@ def build(module, family, size, path):
     model = getattr(module.applications, family)(weights=None, classes=10, input_shape=(size, size, 3))
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
-            gamma, beta, mean, variance = layer.get_weights()
+            # [gamma,] [beta,] moving_mean, moving_variance (InceptionV3 has scale=False).
+            *affine, mean, variance = layer.get_weights()
             rng = np.random.default_rng(len(layer.name))
-            layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, variance.shape)])
+            layer.set_weights(affine + [rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, variance.shape)])
     model.save(path)
     return model
 
