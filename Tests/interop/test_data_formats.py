@@ -29,6 +29,11 @@ pytestmark = pytest.mark.skipif(not GMTOOL, reason="GMTOOL_BIN is not set (run s
 def formats(tmp_path_factory):
     folder = tmp_path_factory.mktemp("formats")
     records = np.fromfile(SUBSET, dtype=np.uint8)[: N * 3073].reshape(N, 3073)
+    # In the order the PNG folder lists them (class folders class0..class9, then file names), so
+    # that every format gives the same batches: per-image float32 results can depend on where an
+    # image falls in a chunk (BLAS kernels treat a matrix's edge rows with other code), so only
+    # the same batches make "to the last digit" a claim about the formats alone.
+    records = records[np.lexsort((np.arange(N), records[:, 0]))]
     labels, planes = records[:, 0].astype(np.int64), records[:, 1:]
     nhwc = planes.reshape(N, 3, 32, 32).transpose(0, 2, 3, 1)
     paths = {}
@@ -61,13 +66,6 @@ def test_every_format_gives_the_same_eval(formats, scale):
     reference = reports["binary"]
     assert reference["images"] == N
     for name, report in reports.items():
-        # The PNG folder holds the images in class order, so its batches differ: the same
-        # per-image float32 losses are summed in Double per chunk and over chunks in another
-        # order. 200 losses under ~10 each sum to under 2000, and reordering a Double sum of 200
-        # terms moves it by at most 200 * 2^-53 * 2000 ~ 4.4e-11, so the mean by ~2.2e-13 < 1e-12.
         for key in ["images", "top1_accuracy", "top5_accuracy"]:
             assert report[key] == reference[key], (name, key, report[key], reference[key])
-        if name == "png":
-            assert abs(report["mean_loss"] - reference["mean_loss"]) <= 1e-12, (name, report["mean_loss"], reference["mean_loss"])
-        else:
-            assert report["mean_loss"] == reference["mean_loss"], (name, report["mean_loss"], reference["mean_loss"])
+        assert report["mean_loss"] == reference["mean_loss"], (name, report["mean_loss"], reference["mean_loss"])
