@@ -311,6 +311,36 @@ final class ZeroPadOperation: Operation {
     }
 }
 
+/// Keras' Cropping2D: the (outputHeight, outputWidth) window at (top, left) of each image; the
+/// backward adds the output gradient back into that window.
+final class CropOperation: Operation {
+    let height: Int, width: Int, channels: Int, top: Int, left: Int, outputHeight: Int, outputWidth: Int
+    init(height: Int, width: Int, channels: Int, top: Int, left: Int, outputHeight: Int, outputWidth: Int) {
+        (self.height, self.width, self.channels, self.top, self.left, self.outputHeight, self.outputWidth) =
+            (height, width, channels, top, left, outputHeight, outputWidth)
+    }
+    private func offsets(_ n: Int, _ h: Int) -> (input: Int, output: Int) {
+        (((n * height + h + top) * width + left) * channels, ((n * outputHeight + h) * outputWidth) * channels)
+    }
+    func forward(_ c: PassContext) {
+        for n in 0..<c.batch {
+            for h in 0..<outputHeight {
+                let (i, o) = offsets(n, h)
+                (c.output + o).update(from: c.inputs[0] + i, count: outputWidth * channels)
+            }
+        }
+    }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        for n in 0..<c.batch {
+            for h in 0..<outputHeight {
+                let (i, o) = offsets(n, h)
+                for k in 0..<(outputWidth * channels) { dx[i + k] += c.outputGradient[o + k] }
+            }
+        }
+    }
+}
+
 final class PoolOperation: Operation {
     let isMax: Bool
     let geometry: WindowGeometry
