@@ -35,13 +35,27 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(
+            name: "CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+        .systemLibrary(
+            name: "CJPEG",
+            pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg62-turbo-dev"])]
+        ),
+        // PNG and JPEG decoding through libpng and libjpeg-turbo (C: both report errors by longjmp).
+        .target(name: "CImageDecode", dependencies: ["CPNG", "CJPEG"]),
         // The registry of live temporaries and the signal handler that removes them (C: it must be
         // async-signal-safe).
         .target(name: "CTemporaries"),
         // Typed Swift layer over libhdf5.
         .target(name: "HDF5", dependencies: ["CHDF5"]),
+        // Zip archives read in place (stored and deflated entries): .keras checkpoints and NumPy .npz.
+        .target(name: "Zip", dependencies: ["CZlib"]),
         // Keras checkpoints: layouts, model_config, weights, masks, atomic writes.
-        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "CZlib", "CTemporaries"]),
+        .target(name: "KerasCheckpoint", dependencies: ["HDF5", "Zip", "CZlib", "CTemporaries"]),
         // The model in memory (class Model): every weight's values, mask and optimizer slots,
         // saved through the checkpoint writer.
         .target(name: "ModelState", dependencies: ["KerasCheckpoint"]),
@@ -60,7 +74,7 @@ let package = Package(
         .target(name: "Analysis", dependencies: ["Engine", "Pruning", "ModelState", "KerasCheckpoint", "CIFAR", "Charts"]),
         // The data side: the image-source protocols the engine consumes, and CIFAR-10 binary
         // batches streamed as scaled NHWC floats. Depends on nothing of the engine's.
-        .target(name: "CIFAR"),
+        .target(name: "CIFAR", dependencies: ["Zip", "CImageDecode"]),
         // The command-line tool.
         .executableTarget(
             name: "gmtool",
@@ -77,7 +91,7 @@ let package = Package(
             ]
         ),
         // Kernel micro-benchmarks for benchmarks/bench.py.
-        .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "Pruning"]),
+        .executableTarget(name: "gmtool-bench", dependencies: ["KerasCheckpoint", "ModelState", "Engine", "Pruning"]),
         // Test support: HDF5 files that declare more than they store, written through libhdf5 directly.
         .target(name: "MalformedFiles", dependencies: ["HDF5", "CHDF5"], path: "Tests/MalformedFiles"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "MalformedFiles"]),

@@ -17,9 +17,11 @@ Sections
               vs benchmarks/prune_tf.py (TensorFlow + NumPy + h5py), both whole processes.
   export      MobileNet alpha 1.0 pruned to 90% (gmtool prune --target-sparsity 0.9): `gmtool export`
               file size and time vs benchmarks/export_scipy.py (scipy CSR + h5py gzip, same kernels).
-  sparse      inference images/s from the sparse export (CSR kernels) vs gmtool's dense path on the
-              pruned .h5 vs TensorFlow 2.15 on the pruned .h5, batch 1 and 100, at 90% sparsity;
-              and the sparsity at which the sparse path breaks even with the dense one.
+  sparse      the break-even table: MobileNet alpha 1.0 with every kernel pruned to 50/70/80/90/95%,
+              inference images/s at batch 1 and 100 of the sparse export (`eval --kernels auto`,
+              the default, and `--kernels sparse`) vs gmtool's dense path on the pruned .h5 vs
+              TensorFlow 2.15 (and LiteRT dense and EXPERIMENTAL_SPARSITY with --litert); then
+              each sparse layer's multiply-adds per cycle at 90% (gmtool-bench layers).
   train       training images/s: `gmtool train` (one epoch, batch 128, SGD Nesterov, no augmentation)
               vs TensorFlow 2.15 `model.fit` (benchmarks/tf_fit.py), MobileNet alpha 0.5 and 1.0.
   sweep       a 48-point one-shot sweep (12 betas x 4 gammas) on MobileNet alpha 1.0, --sweep-n
@@ -269,31 +271,97 @@ def eval_ips(model, data, batch, extra=()):
     return json.loads(run([GMTOOL, "eval", model, "--data", data, "--batch-size", str(batch), "--json", *extra]).stdout)["images_per_second"]
 
 
-def section_sparse(models, n, repeats):
-    data = os.path.join(OUT, f"random_{n}.bin")
-    write_cifar_bin(data, n, seed=0)
-    dense, sparse = pruned_model(models, 0.9)
-    print(f"\n== sparse inference: MobileNet alpha 1.0, every kernel 90% sparse, {n} images, best of {repeats}")
-    print(f"{'batch':<7}{'gmtool CSR img/s':>18}{'gmtool dense img/s':>20}{'TensorFlow img/s':>18}")
+def litert_python():
+    """A scratch venv with ai-edge-litert (bench-out/venv-litert), or None where pip cannot reach it."""
+    venv = os.path.join(OUT, "venv-litert")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    if subprocess.run([py, "-c", "import ai_edge_litert"], capture_output=True).returncode != 0:
+        if subprocess.run([py, "-m", "pip", "install", "-q", "ai-edge-litert", "numpy<2"], capture_output=True).returncode != 0:
+            return None
+    return py
+
+
+def litert_ips(py, model, data, batch, images):
+    """LiteRT images/s on `model` converted by TF 2.15's tf.lite, dense and with EXPERIMENTAL_SPARSITY."""
+    out = {}
+    for mode in ("dense", "sparse"):
+        tfl = model.replace(".h5", f".{mode}.tflite")
+        if not os.path.exists(tfl):
+            run([PY, os.path.join(ROOT, "benchmarks", "tflite_convert.py"), model, tfl, mode])
+        out[mode] = json.loads(run([py, os.path.join(ROOT, "benchmarks", "litert_infer.py"), tfl, data, str(batch), str(images)]).stdout)["images_per_second"]
+    return out
+
+
+def section_sparse(models, n, repeats, litert):
+    """Break-even table: every kernel of MobileNet alpha 1.0 magnitude-pruned to each sparsity,
+    gmtool's export run with --kernels auto (the default) and sparse, against gmtool on the
+    pruned .h5 (dense), TensorFlow 2.15 and (with --litert) LiteRT, at batch 1 and 100."""
+    py_litert = litert_python() if litert else None
+    if litert and not py_litert:
+        print("(ai-edge-litert could not be installed: its columns are left empty)")
+    print(f"\n== sparse inference: MobileNet alpha 1.0, every kernel pruned to the sparsity shown, 32x32, best of {repeats}")
+    print("   (batch 1: 500 images; batch 100: %d images; images/s of whole `gmtool eval` passes, its own timer)" % n)
+    head = f"{'sparsity':<9}{'batch':>6}{'auto':>9}{'sparse':>9}{'dense':>9}{'auto/dense':>11}{'TF 2.15':>9}"
+    if py_litert:
+        head += f"{'LiteRT':>9}{'LiteRT sp':>11}"
+    print(head)
     rows = []
-    for batch in (1, 100):
-        images = min(n, 500) if batch == 1 else n
-        d = os.path.join(OUT, f"random_{images}.bin")
-        write_cifar_bin(d, images, seed=0)
-        s_ips = max(eval_ips(sparse, d, batch) for _ in range(repeats))
-        d_ips = max(eval_ips(dense, d, batch) for _ in range(repeats))
-        t_ips = json.loads(run([PY, os.path.join(ROOT, "benchmarks", "tf_infer.py"), dense, d, str(batch), str(images)]).stdout)["images_per_second"]
-        print(f"{batch:<7}{s_ips:>18,.0f}{d_ips:>20,.0f}{t_ips:>18,.0f}")
-        rows.append({"batch": batch, "sparse": s_ips, "dense": d_ips, "tf": t_ips})
-    print("break-even (batch 1): sparse / dense images/s by per-kernel sparsity")
-    even = []
-    d500 = os.path.join(OUT, "random_500.bin")
+    tf_rate = {}
     for sparsity in (0.5, 0.7, 0.8, 0.9, 0.95):
-        dense_s, sparse_s = pruned_model(models, sparsity)
-        ratio = max(eval_ips(sparse_s, d500, 1) for _ in range(repeats)) / max(eval_ips(dense_s, d500, 1) for _ in range(repeats))
-        print(f"  {sparsity:.2f}: {ratio:.2f}x")
-        even.append({"sparsity": sparsity, "sparse_over_dense": ratio})
-    return {"rows": rows, "break_even": even}
+        dense, sparse = pruned_model(models, sparsity)
+        for batch in (1, 100):
+            images = min(n, 500) if batch == 1 else n
+            d = os.path.join(OUT, f"random_{images}.bin")
+            if not os.path.exists(d):
+                write_cifar_bin(d, images, seed=0)
+            a_ips = max(eval_ips(sparse, d, batch) for _ in range(repeats))
+            s_ips = max(eval_ips(sparse, d, batch, ["--kernels", "sparse"]) for _ in range(repeats))
+            d_ips = max(eval_ips(dense, d, batch) for _ in range(repeats))
+            if batch not in tf_rate or sparsity == 0.9:
+                tf_rate[batch] = json.loads(run([PY, os.path.join(ROOT, "benchmarks", "tf_infer.py"), dense, d, str(batch), str(images)]).stdout)["images_per_second"]
+            row = {"sparsity": sparsity, "batch": batch, "auto": a_ips, "sparse": s_ips, "dense": d_ips, "tf": tf_rate[batch]}
+            line = f"{sparsity:<9.2f}{batch:>6}{a_ips:>9,.0f}{s_ips:>9,.0f}{d_ips:>9,.0f}{a_ips / d_ips:>10.2f}x{tf_rate[batch]:>9,.0f}"
+            if py_litert:
+                lite = litert_ips(py_litert, dense, d, batch, images)
+                row["litert"], row["litert_sparse"] = lite["dense"], lite["sparse"]
+                line += f"{lite['dense']:>9,.0f}{lite['sparse']:>11,.0f}"
+            print(line, flush=True)
+            rows.append(row)
+    print("(TensorFlow runs the pruned .h5 dense; its time does not depend on the zeros, so it is timed at 50% and 90%.)")
+    layers = sparse_layer_bounds(models)
+    return {"rows": rows, "layers": layers}
+
+
+def sparse_layer_bounds(models):
+    """Per layer at 90%: multiply-adds per cycle of the sparse and dense kernels on one core, from
+    `gmtool-bench layers` (the nominal clock from /proc/cpuinfo; Zen 4 issues at most 16 float32
+    FMAs per cycle: two 256-bit FMA pipes)."""
+    _, sparse = pruned_model(models, 0.9)
+    mhz = max(float(l.split(":")[1]) for l in open("/proc/cpuinfo") if l.startswith("cpu MHz"))
+    bench = os.path.join(ROOT, ".build", "release", "gmtool-bench")
+    print(f"\n== sparse layers at 90%, one core: FMAs per cycle at {mhz:.0f} MHz (peak 16), stored FMAs for sparse, all for dense")
+    print(f"{'layer':<14}{'rows':>7}{'in x out':>12}{'b1 sparse':>11}{'b1 dense':>10}{'b100 sparse':>13}{'b100 dense':>12}{'auto b1/b100':>14}")
+    out = []
+    per = {}
+    for batch in (1, 100):
+        for line in run([bench, "layers", sparse, "--batch", str(batch), "--repeats", "5"]).stdout.splitlines():
+            r = json.loads(line)
+            if "layer" not in r:
+                continue
+            cycles = mhz * 1e6
+            r["sparse_fma_per_cycle"] = r["rows"] * r["stored"] / r["sparse_s"] / cycles
+            r["dense_fma_per_cycle"] = r["rows"] * r["inputs"] * r["outputs"] / r["dense_s"] / cycles
+            per.setdefault(r["layer"], {})[batch] = r
+            out.append(r)
+    for name, b in per.items():
+        one, hundred = b[1], b[100]
+        print(f"{name:<14}{hundred['rows']:>7}{str(one['inputs']) + 'x' + str(one['outputs']):>12}"
+              f"{one['sparse_fma_per_cycle']:>11.2f}{one['dense_fma_per_cycle']:>10.2f}"
+              f"{hundred['sparse_fma_per_cycle']:>13.2f}{hundred['dense_fma_per_cycle']:>12.2f}"
+              f"{('S' if one['auto_sparse'] else 'D') + '/' + ('S' if hundred['auto_sparse'] else 'D'):>14}")
+    return out
 
 
 def section_train(models, baseline):
@@ -372,6 +440,7 @@ def main():
     ap.add_argument("--sections", default="stats,throughput,rule,prune,export,sparse,train,memory")
     ap.add_argument("--n", type=int, default=2000, help="images for the throughput section")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--litert", action="store_true", help="add LiteRT (ai-edge-litert, pip-installed into bench-out/venv-litert) to the sparse section")
     ap.add_argument("--sweep-n", type=int, default=10000, help="gradient and test images for the sweep section")
     ap.add_argument("--sweep-model", help="checkpoint for the sweep section (default: MobileNet alpha 1.0)")
     ap.add_argument("--baseline", help="an older gmtool binary, timed beside this one in prune and train")
@@ -397,7 +466,7 @@ def main():
     if "export" in sections:
         results["export"] = section_export(models, args.repeats)
     if "sparse" in sections:
-        results["sparse"] = section_sparse(models, args.n, args.repeats)
+        results["sparse"] = section_sparse(models, args.n, args.repeats, args.litert)
     if "train" in sections:
         results["train"] = section_train(models, args.baseline)
     if "sweep" in sections:

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium: the browser test of the charts (Tests/interop/test_charts_browser.py), never used by gmtool;
-# slurm-wlm and munge: the single-node Slurm test (scripts/slurm-test.sh).
-packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config chromium slurm-wlm munge)
+# slurm-wlm and munge: the single-node Slurm test (scripts/slurm-test.sh); libpng and libjpeg-turbo decode image folders.
+packages=(libhdf5-dev zlib1g-dev libopenblas-dev pkg-config libpng-dev libjpeg62-turbo-dev chromium slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -65,20 +65,62 @@ public struct DataError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(file): \(problem)" }
 }
 
-/// CIFAR-10 in the official binary layout: records of 1 label byte + 3072 pixel bytes (the red,
-/// green and blue 32x32 planes). Batches are read from disk as they are needed.
+/// Which CIFAR: CIFAR-10, or CIFAR-100 with its fine (100) or coarse (20) labels.
+public enum CIFARVariant: Sendable, Equatable {
+    case cifar10
+    case cifar100(fine: Bool)
+
+    public var classes: Int {
+        switch self {
+        case .cifar10: return 10
+        case .cifar100(let fine): return fine ? 100 : 20
+        }
+    }
+    public var name: String {
+        switch self {
+        case .cifar10: return "CIFAR-10"
+        case .cifar100(let fine): return "CIFAR-100 (\(fine ? "fine" : "coarse") labels)"
+        }
+    }
+    /// Label bytes before each binary record's pixels (CIFAR-100: coarse, then fine).
+    var labelBytes: Int { self == .cifar10 ? 1 : 2 }
+    var labelOffset: Int { self == .cifar100(fine: true) ? 1 : 0 }
+    public var recordBytes: Int { labelBytes + 3072 }
+}
+
+/// CIFAR-10 and CIFAR-100 in the official binary layout: records of 1 label byte (CIFAR-100: 2,
+/// coarse then fine) + 3072 pixel bytes (the red, green and blue 32x32 planes). Batches are read
+/// from disk as they are needed.
 public struct CIFARDataset: ImageDataset {
-    public static let height = 32, width = 32, channels = 3, classes = 10
-    public static let recordBytes = 1 + height * width * channels
+    public static let height = 32, width = 32, channels = 3
 
     public enum Split: String, CaseIterable, Sendable {
         case test, validation, train
-        /// The project's convention: validation is data_batch_5, train batches 1-4.
-        public var fileNames: [String] {
-            switch self {
-            case .test: return ["test_batch.bin"]
-            case .validation: return ["data_batch_5.bin"]
-            case .train: return (1...4).map { "data_batch_\($0).bin" }
+        /// The project's convention for CIFAR-10: validation is data_batch_5, train batches 1-4.
+        /// CIFAR-100 has train.bin and test.bin only.
+        public func fileNames(_ variant: CIFARVariant, python: Bool = false) -> [String]? {
+            let ext = python ? "" : ".bin"
+            switch (variant, self) {
+            case (.cifar10, .test): return ["test_batch" + ext]
+            case (.cifar10, .validation): return ["data_batch_5" + ext]
+            case (.cifar10, .train): return (1...4).map { "data_batch_\($0)" + ext }
+            case (.cifar100, .test): return ["test" + ext]
+            case (.cifar100, .train): return ["train" + ext]
+            case (.cifar100, .validation): return nil
+            }
+        }
+
+        /// The files for this split in `folder`, or an error naming the folder.
+        public func files(in folder: String, _ variant: CIFARVariant, python: Bool = false) throws -> [String] {
+            guard let names = fileNames(variant, python: python) else {
+                throw DataError(file: folder, problem: "\(variant.name) has no \(rawValue) split (only train and test); pick one with --split or name a file")
+            }
+            return try names.map { name in
+                let file = (folder as NSString).appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: file) else {
+                    throw DataError(file: folder, problem: "has no \(name) for the \(rawValue) split")
+                }
+                return file
             }
         }
     }
@@ -86,16 +128,17 @@ public struct CIFARDataset: ImageDataset {
     public let files: [(path: String, records: Int)]
     public let count: Int
     public let scaling: InputScaling
+    public let variant: CIFARVariant
     public var sourceFiles: [String] { files.map(\.path) }
     public var imageShape: [Int] { [Self.height, Self.width, Self.channels] }
-    public var requiredClasses: Int? { Self.classes }
-    /// Labels are checked to be 0-9 on opening.
-    public var largestLabel: Int { Self.classes - 1 }
+    public var requiredClasses: Int? { variant.classes }
+    /// Labels are checked to be within the variant's classes on opening.
+    public var largestLabel: Int { variant.classes - 1 }
     private let table: [[Float]]
 
     /// `paths` are .bin files or folders; a folder stands for `split`'s files inside it.
     /// Every file is checked (size a whole number of records, labels 0-9) before use.
-    public init(paths: [String], split: Split = .test, limit: Int? = nil, scaling: InputScaling) throws {
+    public init(paths: [String], split: Split = .test, variant: CIFARVariant = .cifar10, limit: Int? = nil, scaling: InputScaling) throws {
         var resolved: [String] = []
         for path in paths {
             var isDirectory: ObjCBool = false
@@ -103,13 +146,7 @@ public struct CIFARDataset: ImageDataset {
                 throw DataError(file: path, problem: "no such file or folder")
             }
             if isDirectory.boolValue {
-                for name in split.fileNames {
-                    let file = (path as NSString).appendingPathComponent(name)
-                    guard FileManager.default.fileExists(atPath: file) else {
-                        throw DataError(file: path, problem: "has no \(name) for the \(split.rawValue) split")
-                    }
-                    resolved.append(file)
-                }
+                resolved += try split.files(in: path, variant)
             } else {
                 resolved.append(path)
             }
@@ -118,7 +155,7 @@ public struct CIFARDataset: ImageDataset {
         var files: [(String, Int)] = []
         var remaining = limit ?? Int.max
         for file in resolved where remaining > 0 {
-            let records = try Self.check(file)
+            let records = try Self.check(file, variant)
             let used = min(records, remaining)
             files.append((file, used))
             remaining -= used
@@ -126,17 +163,19 @@ public struct CIFARDataset: ImageDataset {
         self.files = files
         count = files.reduce(0) { $0 + $1.1 }
         self.scaling = scaling
+        self.variant = variant
         table = scaling.table(channels: Self.channels)
     }
 
     /// Validates size and labels; returns the record count.
-    private static func check(_ file: String) throws -> Int {
+    private static func check(_ file: String, _ variant: CIFARVariant) throws -> Int {
+        let recordBytes = variant.recordBytes, classes = variant.classes
         guard let handle = FileHandle(forReadingAtPath: file) else { throw DataError(file: file, problem: "cannot be read") }
         defer { try? handle.close() }
         let size = Int((try? handle.seekToEnd()) ?? 0)
         guard size > 0 else { throw DataError(file: file, problem: "is empty") }
         guard size % recordBytes == 0 else {
-            throw DataError(file: file, problem: "is \(size) bytes, not a whole number of \(recordBytes)-byte CIFAR-10 records (1 label + 32x32x3 pixels)")
+            throw DataError(file: file, problem: "is \(size) bytes, not a whole number of \(recordBytes)-byte \(variant == .cifar10 ? "CIFAR-10" : "CIFAR-100") records (\(variant.labelBytes) label\(variant.labelBytes > 1 ? "s" : "") + 32x32x3 pixels)")
         }
         let records = size / recordBytes
         try handle.seek(toOffset: 0)
@@ -148,8 +187,8 @@ public struct CIFARDataset: ImageDataset {
                 throw DataError(file: file, problem: "could not be read to the end")
             }
             try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
-                for r in 0..<chunk where bytes[r * recordBytes] >= classes {
-                    throw DataError(file: file, problem: "record \(index + r) has label \(bytes[r * recordBytes]), outside 0-9")
+                for r in 0..<chunk where bytes[r * recordBytes + variant.labelOffset] >= classes {
+                    throw DataError(file: file, problem: "record \(index + r) has label \(bytes[r * recordBytes + variant.labelOffset]), outside 0-\(classes - 1)")
                 }
             }
             index += chunk
@@ -171,18 +210,19 @@ public struct CIFARDataset: ImageDataset {
             var done = 0
             while done < records {
                 let take = min(size - filled, records - done)
-                guard let data = try handle.read(upToCount: take * Self.recordBytes), data.count == take * Self.recordBytes else {
+                let recordBytes = variant.recordBytes
+                guard let data = try handle.read(upToCount: take * recordBytes), data.count == take * recordBytes else {
                     throw DataError(file: file, problem: "ended early (was it changed while reading?)")
                 }
                 data.withUnsafeBytes { bytes in
                     images.withUnsafeMutableBufferPointer { out in
                         for r in 0..<take {
-                            let record = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + r * Self.recordBytes
-                            labels[filled + r] = Int32(record[0])
+                            let record = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + r * recordBytes
+                            labels[filled + r] = Int32(record[variant.labelOffset])
                             // Planes (C, H, W) -> NHWC.
                             let destination = out.baseAddress! + (filled + r) * pixels * Self.channels
                             for c in 0..<Self.channels {
-                                let plane = record + 1 + scaling.sourceChannel(c, of: Self.channels) * pixels
+                                let plane = record + variant.labelBytes + scaling.sourceChannel(c, of: Self.channels) * pixels
                                 let lookup = table[c]
                                 for p in 0..<pixels { destination[p * Self.channels + c] = lookup[Int(plane[p])] }
                             }

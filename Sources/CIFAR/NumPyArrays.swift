@@ -1,50 +1,98 @@
 import Foundation
+import Zip
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A NumPy `.npy` file mapped read-only: the header parsed strictly, the data's size checked
-/// against the file's before anything is mapped. Only the little-endian C-order arrays Keras
-/// users save are accepted ('|u1', '<f4', '<i4', '<i8').
+/// A NumPy array in `.npy` form: a file mapped read-only, or a member of an `.npz` archive (a
+/// stored member read in place from the mapped archive, a deflated one inflated into memory).
+/// The header is parsed strictly and the data's size checked against the bytes there are before
+/// anything is read. Only the little-endian C-order arrays Keras users save are accepted ('|u1',
+/// '<f4', '<i4', '<i8').
 final class NumPyArray: @unchecked Sendable {
     enum DType: String { case uint8 = "|u1", float32 = "<f4", int32 = "<i4", int64 = "<i8" }
+    /// The name in messages: the file, or "archive.npz: member.npy".
     let path: String
     let dtype: DType
     let shape: [Int]
-    private let mapping: UnsafeMutableRawPointer
-    private let mappedBytes: Int
-    private let dataOffset: Int
+    /// The array's elements (at any alignment: read with loadUnaligned).
+    let data: UnsafeRawPointer
+    /// What keeps `data` alive: the mapping, the archive or the inflated buffer.
+    private let release: () -> Void
 
-    init(path: String) throws {
-        self.path = path
+    /// A `.npy` file, memory-mapped.
+    convenience init(path: String) throws {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw DataError(file: path, problem: "cannot be read") }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DataError(file: path, problem: "cannot be read") }
         let size = Int(info.st_size)
+        guard let mapped = mmap(nil, max(size, 1), PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
+            throw DataError(file: path, problem: "cannot be memory-mapped")
+        }
+        try self.init(name: path, bytes: UnsafeRawBufferPointer(start: mapped, count: size)) { munmap(mapped, max(size, 1)) }
+    }
+
+    /// Member `member` of an opened `.npz` archive.
+    convenience init(archive: ZipArchive, member: ZipArchive.Entry) throws {
+        let name = "\(archive.path): \(member.name)"
+        func reading<T>(_ body: () throws -> T) throws -> T {
+            do { return try body() } catch let error as ZipError { throw DataError(file: archive.path, problem: "\(error.entry): \(error.problem)") }
+        }
+        if member.method == 0 {
+            let bytes = try reading { try archive.storedBytes(of: member) }
+            try self.init(name: name, bytes: bytes) { withExtendedLifetime(archive) {} }
+            return
+        }
+        // A deflated member is inflated whole (np.savez_compressed): refused up front when it
+        // declares more than this machine's memory; inflating stops at the declared size.
+        let size = member.uncompressedSize
+        guard UInt64(size) <= ProcessInfo.processInfo.physicalMemory else {
+            throw DataError(file: name, problem: "declares \(size) bytes uncompressed, more than this machine's memory")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 64)
+        var filled = 0
+        do {
+            try reading {
+                try archive.inflate(member) { piece in
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + piece.count)]).copyMemory(from: piece)
+                    filled += piece.count
+                }
+            }
+        } catch {
+            buffer.deallocate()
+            throw error
+        }
+        try self.init(name: name, bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<size])) { buffer.deallocate() }
+    }
+
+    /// Parses the `.npy` in `bytes`; `release` is called when the array goes (or on an error).
+    private init(name path: String, bytes: UnsafeRawBufferPointer, release: @escaping () -> Void) throws {
+        self.path = path
+        self.release = release
+        var parsed = false
+        defer { if !parsed { release() } }
+        let size = bytes.count
+        func byte(_ i: Int) -> Int { Int(bytes[i]) }
         // Magic (6), version (2), header length (2 in version 1, 4 in versions 2 and 3).
-        var prefix = [UInt8](repeating: 0, count: 12)
-        guard size >= 10, pread(fd, &prefix, 12, 0) >= 10,
-              prefix[0] == 0x93, Array(prefix[1..<6]) == Array("NUMPY".utf8) else {
+        guard size >= 10, bytes[0] == 0x93, Array(bytes[1..<6]) == Array("NUMPY".utf8) else {
             throw DataError(file: path, problem: "is not a NumPy .npy file (no \\x93NUMPY magic)")
         }
-        let major = prefix[6]
+        let major = bytes[6]
         let headerStart: Int, headerLength: Int
         switch major {
-        case 1: headerStart = 10; headerLength = Int(prefix[8]) | Int(prefix[9]) << 8
+        case 1: headerStart = 10; headerLength = byte(8) | byte(9) << 8
         case 2, 3:
             guard size >= 12 else { throw DataError(file: path, problem: "ends inside its .npy header") }
             headerStart = 12
-            headerLength = Int(prefix[8]) | Int(prefix[9]) << 8 | Int(prefix[10]) << 16 | Int(prefix[11]) << 24
+            headerLength = byte(8) | byte(9) << 8 | byte(10) << 16 | byte(11) << 24
         default: throw DataError(file: path, problem: "is .npy format version \(major), not 1, 2 or 3")
         }
         guard headerLength <= 1 << 20, headerStart + headerLength <= size else {
             throw DataError(file: path, problem: "ends inside its .npy header")
         }
-        var headerBytes = [UInt8](repeating: 0, count: headerLength)
-        guard pread(fd, &headerBytes, headerLength, off_t(headerStart)) == headerLength,
-              let header = String(bytes: headerBytes, encoding: major == 3 ? .utf8 : .isoLatin1) else {
+        guard let header = String(bytes: bytes[headerStart..<(headerStart + headerLength)], encoding: major == 3 ? .utf8 : .isoLatin1) else {
             throw DataError(file: path, problem: "has an unreadable .npy header")
         }
         let (descr, fortran, shape) = try Self.parse(header, path: path)
@@ -59,23 +107,18 @@ final class NumPyArray: @unchecked Sendable {
             guard !overflow, d >= 0 else { throw DataError(file: path, problem: "declares shape \(shape), too large") }
             count = product
         }
-        let (bytes, overflow) = count.multipliedReportingOverflow(by: itemSize)
-        dataOffset = headerStart + headerLength
-        guard !overflow, dataOffset + bytes == size else {
-            throw DataError(file: path, problem: "declares shape \(shape) of \(descr) (\(overflow ? "too many" : "\(bytes)") bytes) but holds \(size - dataOffset) bytes of data")
+        let (dataBytes, overflow) = count.multipliedReportingOverflow(by: itemSize)
+        let dataOffset = headerStart + headerLength
+        guard !overflow, dataOffset + dataBytes == size else {
+            throw DataError(file: path, problem: "declares shape \(shape) of \(descr) (\(overflow ? "too many" : "\(dataBytes)") bytes) but holds \(size - dataOffset) bytes of data")
         }
         self.dtype = dtype
         self.shape = shape
-        mappedBytes = max(size, 1)
-        guard let mapped = mmap(nil, mappedBytes, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
-            throw DataError(file: path, problem: "cannot be memory-mapped")
-        }
-        mapping = mapped
+        data = bytes.baseAddress! + dataOffset
+        parsed = true
     }
 
-    deinit { munmap(mapping, mappedBytes) }
-
-    var data: UnsafeRawPointer { UnsafeRawPointer(mapping + dataOffset) }
+    deinit { release() }
 
     /// The header's dict: {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
     private static func parse(_ header: String, path: String) throws -> (String, Bool, [Int]) {
@@ -121,13 +164,45 @@ public struct NumPyDataset: ImageDataset, @unchecked Sendable {
 
     public var requiredClasses: Int? { oneHotClasses }
     private let oneHotClasses: Int?
-    public var files: [(path: String, records: Int)] { [(images.path, count), (labelPath, count)] }
-    public var sourceFiles: [String] { [images.path, labelPath] }
-    private let labelPath: String
+    public var files: [(path: String, records: Int)] { sourceFiles.map { ($0, count) } }
+    /// The two .npy files, or the one .npz.
+    public let sourceFiles: [String]
 
     public init(images imagePath: String, labels labelPath: String, channelsFirst: Bool = false,
                 limit: Int? = nil, scaling: InputScaling) throws {
-        let images = try NumPyArray(path: imagePath)
+        try self.init(images: try NumPyArray(path: imagePath), labels: try NumPyArray(path: labelPath), files: [imagePath, labelPath],
+                      channelsFirst: channelsFirst, limit: limit, scaling: scaling)
+    }
+
+    /// The arrays Keras users save in an `.npz` for each split, tried in this order when none
+    /// are named: `x`/`y`, then the split's own (`x_test`/`y_test`, `x_train`/`y_train`,
+    /// `x_val`/`y_val`).
+    public static func defaultArrayNames(split: String) -> [(images: String, labels: String)] {
+        [("x", "y"), ("x_\(split)", "y_\(split)")]
+    }
+
+    /// An `.npz` archive (`np.savez` or `np.savez_compressed`) holding the images and labels as
+    /// the arrays `names` (or the first pair of `candidates` present). Stored members are read
+    /// in place from the mapped archive; deflated members are inflated into memory.
+    public init(npz path: String, names: (images: String, labels: String)? = nil, candidates: [(images: String, labels: String)] = [],
+                channelsFirst: Bool = false, limit: Int? = nil, scaling: InputScaling) throws {
+        let archive: ZipArchive
+        do { archive = try ZipArchive(path: path, kind: "NumPy .npz archive") } catch let error as ZipError {
+            throw DataError(file: path, problem: error.entry.isEmpty ? error.problem : "\(error.entry): \(error.problem)")
+        }
+        let arrays = archive.entries.map(\.name).filter { $0.hasSuffix(".npy") }.map { String($0.dropLast(4)) }
+        let tried = names.map { [$0] } ?? candidates
+        guard let pair = tried.first(where: { arrays.contains($0.images) && arrays.contains($0.labels) }) else {
+            let wanted = tried.map { "\($0.images)/\($0.labels)" }.joined(separator: " or ")
+            throw DataError(file: path, problem: "has no arrays \(wanted) (it holds \(arrays.isEmpty ? "no arrays" : arrays.joined(separator: ", "))); name them with --arrays IMAGES,LABELS")
+        }
+        try self.init(images: try NumPyArray(archive: archive, member: archive.entry(pair.images + ".npy")!),
+                      labels: try NumPyArray(archive: archive, member: archive.entry(pair.labels + ".npy")!),
+                      files: [path], channelsFirst: channelsFirst, limit: limit, scaling: scaling)
+    }
+
+    init(images: NumPyArray, labels labelArray: NumPyArray, files: [String], channelsFirst: Bool, limit: Int?, scaling: InputScaling) throws {
+        let imagePath = images.path, labelPath = labelArray.path
         guard images.dtype == .uint8 || images.dtype == .float32 else {
             throw DataError(file: imagePath, problem: "holds \(images.dtype.rawValue) images; gmtool reads '|u1' (uint8) or '<f4' (float32)")
         }
@@ -137,7 +212,6 @@ public struct NumPyDataset: ImageDataset, @unchecked Sendable {
         let s = images.shape
         let shape = channelsFirst ? [s[2], s[3], s[1]] : [s[1], s[2], s[3]]
         guard shape.allSatisfy({ $0 > 0 }), s[0] > 0 else { throw DataError(file: imagePath, problem: "holds no images (shape \(s))") }
-        let labelArray = try NumPyArray(path: labelPath)
         let n = s[0]
         var labels = [Int32](repeating: 0, count: n)
         var oneHot: Int?
@@ -145,11 +219,10 @@ public struct NumPyDataset: ImageDataset, @unchecked Sendable {
         switch (labelArray.dtype, ls.count) {
         case (.float32, 2) where ls[0] == n && ls[1] > 1:
             oneHot = ls[1]
-            let values = labelArray.data.assumingMemoryBound(to: Float.self)
             for i in 0..<n {
                 var hot = -1
                 for k in 0..<ls[1] {
-                    let v = values[i * ls[1] + k]
+                    let v = labelArray.data.loadUnaligned(fromByteOffset: (i * ls[1] + k) * 4, as: Float.self)
                     guard v == 0 || v == 1, v == 0 || hot < 0 else {
                         throw DataError(file: labelPath, problem: "row \(i) is not one-hot (values other than a single 1 and 0s)")
                     }
@@ -180,7 +253,7 @@ public struct NumPyDataset: ImageDataset, @unchecked Sendable {
         self.images = images
         self.labels = Array(labels[0..<used])
         count = used
-        self.labelPath = labelPath
+        sourceFiles = files
         self.scaling = scaling
         imageShape = shape
         self.channelsFirst = channelsFirst

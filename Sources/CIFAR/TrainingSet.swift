@@ -15,24 +15,31 @@ public struct CIFARTrainingSet: TrainingImageSource, Sendable {
         var pixels: [UInt8] = []
         var labels: [Int32] = []
         pixels.reserveCapacity(dataset.count * 3072)
+        let recordBytes = dataset.variant.recordBytes
         for (file, records) in dataset.files {
-            guard let data = FileManager.default.contents(atPath: file), data.count >= records * CIFARDataset.recordBytes else {
+            guard let data = FileManager.default.contents(atPath: file), data.count >= records * recordBytes else {
                 throw DataError(file: file, problem: "cannot be read")
             }
             data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
                 for r in 0..<records {
-                    let record = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + r * CIFARDataset.recordBytes
-                    labels.append(Int32(record[0]))
-                    pixels.append(contentsOf: UnsafeBufferPointer(start: record + 1, count: 3072))
+                    let record = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + r * recordBytes
+                    labels.append(Int32(record[dataset.variant.labelOffset]))
+                    pixels.append(contentsOf: UnsafeBufferPointer(start: record + dataset.variant.labelBytes, count: 3072))
                 }
             }
         }
+        self.init(pixels: pixels, labels: labels, scaling: dataset.scaling, files: dataset.files.map(\.path))
+    }
+
+    /// Images already in memory: `pixels` holds each image's 3072 bytes as channel planes.
+    public init(pixels: [UInt8], labels: [Int32], scaling: InputScaling, files: [String]) {
+        precondition(pixels.count == labels.count * 3072)
         self.pixels = pixels
         self.labels = labels
         count = labels.count
-        scaling = dataset.scaling
-        table = dataset.scaling.table(channels: 3)
-        files = dataset.files.map(\.path)
+        self.scaling = scaling
+        table = scaling.table(channels: 3)
+        self.files = files
     }
 
     public var sourceFiles: [String] { files }

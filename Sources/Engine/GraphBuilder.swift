@@ -23,8 +23,8 @@ struct GraphBuilder {
     /// The layers that are the identity here but act in Keras' training (augmentation, noise),
     /// each as a sentence naming the layer.
     var trainingOnlyLayers: [String] = []
-    /// Run convolution and Dense kernels sparse when the checkpoint stores them sparse.
-    var useSparseKernels = false
+    /// Which kernels convolution and Dense layers stored sparse in the checkpoint run.
+    var kernels: KernelChoice = .dense
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
     private var usedWeights: Set<String> = []
 
@@ -162,8 +162,9 @@ struct GraphBuilder {
     }
 
     private func attachSparse(_ operation: ConvolutionOperation) throws {
-        guard useSparseKernels, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
+        guard kernels != .dense, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
         operation.sparse = SparseKernel(matrix)
+        operation.kernels = kernels
     }
 
     /// Keras' activation names (`activation=` and the Activation layer), as Keras 2 and 3 define
@@ -225,6 +226,22 @@ struct GraphBuilder {
         }
         guard let list = raw.ints else { throw error(layer, "config \(key) is not a list of integers") }
         return list.count == 1 ? Array(repeating: list[0], count: count) : list
+    }
+
+    /// ZeroPadding2D's `padding` and Cropping2D's `cropping`: n, (h, w) or ((top, bottom),
+    /// (left, right)); returns [top, bottom, left, right], all >= 0.
+    private func sides(_ layer: LayerConfig, _ key: String, default value: Int) throws -> [Int] {
+        let raw = layer.config[key]
+        var result = [value, value, value, value]
+        if let single = raw?.int { result = [single, single, single, single] }
+        else if let pairs = raw?.array, pairs.count == 2 {
+            if let a = pairs[0].int, let b = pairs[1].int { result = [a, a, b, b] }
+            else if let top = pairs[0].ints, let side = pairs[1].ints, top.count == 2, side.count == 2 {
+                result = [top[0], top[1], side[0], side[1]]
+            } else { throw error(layer, "\(key) has an unexpected form") }
+        } else if raw != nil && raw != .null { throw error(layer, "\(key) has an unexpected form") }
+        guard result.allSatisfy({ $0 >= 0 }) else { throw error(layer, "\(key) \(result) is negative") }
+        return result
     }
 
     private func padding(_ layer: LayerConfig) throws -> WindowGeometry.Padding {
@@ -372,18 +389,18 @@ struct GraphBuilder {
             return append(node(ActivationOperation(kind: .softmax, count: shape.reduce(1, *), lastAxis: shape.last ?? 1), shape))
         case "ZeroPadding2D":
             let input = try image(layer, shape)
-            let raw = layer.config["padding"]
-            var pads = [1, 1, 1, 1]
-            if let single = raw?.int { pads = [single, single, single, single] }
-            else if let pairs = raw?.array, pairs.count == 2 {
-                if let a = pairs[0].int, let b = pairs[1].int { pads = [a, a, b, b] }
-                else if let top = pairs[0].ints, let side = pairs[1].ints, top.count == 2, side.count == 2 {
-                    pads = [top[0], top[1], side[0], side[1]]
-                } else { throw error(layer, "padding has an unexpected form") }
-            } else if raw != nil { throw error(layer, "padding has an unexpected form") }
+            let pads = try sides(layer, "padding", default: 1)
             let op = ZeroPadOperation(height: input.h, width: input.w, channels: input.c,
                                       top: pads[0], bottom: pads[1], left: pads[2], right: pads[3])
             return append(node(op, [input.h + pads[0] + pads[1], input.w + pads[2] + pads[3], input.c]))
+        case "Cropping2D":
+            let input = try image(layer, shape)
+            let crops = try sides(layer, "cropping", default: 0)
+            let height = input.h - crops[0] - crops[1], width = input.w - crops[2] - crops[3]
+            guard height > 0, width > 0 else { throw error(layer, "crops \(crops) from a \(input.h)x\(input.w) input, leaving nothing") }
+            let op = CropOperation(height: input.h, width: input.w, channels: input.c,
+                                   top: crops[0], left: crops[2], outputHeight: height, outputWidth: width)
+            return append(node(op, [height, width, input.c]))
         case "MaxPooling2D", "AveragePooling2D":
             let input = try image(layer, shape)
             let pool = try ints(layer, "pool_size", default: [2, 2])

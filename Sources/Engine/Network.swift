@@ -115,16 +115,17 @@ public final class Network: @unchecked Sendable {
 
     /// Builds the network from the model's config and parameters. `inputShape` (H, W, C) fills
     /// sizes the config leaves open and must agree with those it fixes.
-    /// With `sparseKernels`, convolution and Dense kernels stored sparse in a `gmtool export`
-    /// file run as CSR in the forward pass (the backward pass always uses the dense values).
-    public init(model: Model, inputShape: [Int]? = nil, workers: Int? = nil, sparseKernels: Bool = false) throws {
+    /// `kernels` says which convolution and Dense kernels stored sparse in a `gmtool export` file
+    /// run as CSR in the forward pass (`KernelChoice`; the backward pass always uses the dense
+    /// values). Other checkpoints always run dense.
+    public init(model: Model, inputShape: [Int]? = nil, workers: Int? = nil, kernels: KernelChoice = .dense) throws {
         let checkpoint = model.checkpoint
         guard let config = checkpoint.modelConfig else {
             throw CheckpointError(file: checkpoint.path, problem: "holds no architecture; pass the model config with --config")
         }
         self.model = model
         var builder = GraphBuilder(model: model)
-        builder.useSparseKernels = sparseKernels
+        builder.kernels = kernels
         let (builtInput, builtOutput) = try builder.build(config, inputShape: inputShape)
         let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
         let (input, output) = (kept[0], kept[1])
@@ -154,7 +155,7 @@ public final class Network: @unchecked Sendable {
 
     /// Recomputes what nodes derive from parameters that changed since (pruning, a training
     /// step, new moving statistics). Every pass starts with it, on one thread.
-    private func refreshDerivedState() {
+    func refreshDerivedState() {
         for (index, node) in nodes.enumerated() {
             let versions = node.operation.parameters.map(\.version)
             if versions != foldedVersions[index] {
@@ -210,7 +211,7 @@ public final class Network: @unchecked Sendable {
         }
     }
 
-    private func prepareWorkspaces(_ ranges: [Range<Int>], gradients: Bool) {
+    func prepareWorkspaces(_ ranges: [Range<Int>], gradients: Bool) {
         let capacity = ranges.map(\.count).max() ?? 0
         if workspaces.count >= ranges.count, (workspaces.first?.capacity ?? 0) >= capacity, workspacesHaveGradients || !gradients { return }
         // New workspaces: what the old ones accumulated goes into the totals first.
@@ -229,7 +230,7 @@ public final class Network: @unchecked Sendable {
     }
 
     /// The contexts of one node in every chunk a worker owns.
-    private func contexts(_ index: Int, chunks: [Int], ranges: [Range<Int>], training: TrainingContext?) -> [PassContext] {
+    func contexts(_ index: Int, chunks: [Int], ranges: [Range<Int>], training: TrainingContext?) -> [PassContext] {
         let node = nodes[index]
         return chunks.map { chunk in
             let workspace = workspaces[chunk]
@@ -488,6 +489,66 @@ public final class Network: @unchecked Sendable {
             defer { total.update(repeating: 0) }
             return (parameter, meanGradient(UnsafeBufferPointer(rebasing: total[0..<parameter.weight.elementCount]), imageCount: imageCount))
         }
+    }
+}
+
+/// One convolution or Dense layer whose kernel the file stores sparse, and the kernel its forward
+/// pass runs at a batch size (`Network.sparseLayers(batch:)`).
+public struct SparseLayerUse: Sendable {
+    public var node: String
+    /// Rows of the matrix product per call (images per chunk times output positions).
+    public var rows: Int
+    public var inputs: Int
+    public var outputs: Int
+    public var stored: Int
+    public var runsSparse: Bool
+    /// The cost model's predictions for one call, seconds.
+    public var predictedSparse: Double
+    public var predictedDense: Double
+    public var density: Double { Double(stored) / Double(max(1, inputs * outputs)) }
+}
+
+extension Network {
+    /// The layers that can run sparse and what they run for batches of `batch` images (the
+    /// choice is made per chunk size; the largest chunk of the batch is reported).
+    public func sparseLayers(batch: Int) -> [SparseLayerUse] {
+        let chunk = Self.chunks(max(1, batch)).map(\.count).max() ?? 1
+        return nodes.compactMap { node in
+            guard let op = node.operation as? ConvolutionOperation, let sparse = op.sparse else { return nil }
+            let cost = KernelCost(rows: chunk * op.rowsPerImage, inputs: op.patch, outputs: op.outputChannels,
+                                  stored: sparse.values.count, pointwise: op.geometry.isPointwise)
+            return SparseLayerUse(node: node.name, rows: chunk * op.rowsPerImage, inputs: op.patch, outputs: op.outputChannels,
+                                  stored: sparse.values.count, runsSparse: op.runsSparse(batch: chunk),
+                                  predictedSparse: cost.sparseSeconds, predictedDense: cost.denseSeconds)
+        }
+    }
+
+    /// Each node's layer class in `forwardSecondsPerNode`'s order (for benchmarks).
+    public var nodeClasses: [String] { nodes.indices.filter { $0 != inputNode }.map { nodes[$0].className } }
+
+    /// For benchmarks (`gmtool-bench layers`): seconds each node's forward pass takes over
+    /// `count` images cut into chunks as a pass cuts them, all on the calling thread, best of
+    /// `repeats`, in node order (the input node excluded).
+    public func forwardSecondsPerNode(images: UnsafePointer<Float>, count: Int, repeats: Int) -> [(node: String, seconds: Double)] {
+        let ranges = Self.chunks(count)
+        guard !ranges.isEmpty else { return [] }
+        refreshDerivedState()
+        prepareWorkspaces(ranges, gradients: false)
+        let all = Array(ranges.indices)
+        for chunk in all {
+            workspaces[chunk].activations[inputNode]
+                .update(from: images + ranges[chunk].lowerBound * inputCount, count: ranges[chunk].count * inputCount)
+        }
+        var best = [Double](repeating: .infinity, count: nodes.count)
+        for _ in 0..<max(1, repeats) {
+            for (index, node) in nodes.enumerated() where index != inputNode {
+                let contexts = contexts(index, chunks: all, ranges: ranges, training: nil)
+                let start = DispatchTime.now().uptimeNanoseconds
+                for context in contexts { node.operation.forward(context) }
+                best[index] = min(best[index], Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+        }
+        return nodes.indices.filter { $0 != inputNode }.map { (nodes[$0].name, best[$0]) }
     }
 }
 

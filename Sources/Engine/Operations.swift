@@ -58,8 +58,10 @@ final class ConvolutionOperation: Operation {
     let outputChannels: Int
     /// Rows per sample for Dense on inputs of rank > 1 (it applies to the last axis).
     let rowsPerSample: Int
-    /// When set, the forward pass multiplies by this sparse kernel (same values as `kernel`).
+    /// When set, the forward pass may multiply by this sparse kernel (same values as `kernel`).
     var sparse: SparseKernel?
+    /// Which kernel the forward pass runs when `sparse` is set (`runsSparse`).
+    var kernels: KernelChoice = .dense
 
     init(kernel: Parameter, bias: Parameter?, geometry: WindowGeometry, inputChannels: Int, outputChannels: Int,
          rowsPerSample: Int = 1) {
@@ -73,16 +75,34 @@ final class ConvolutionOperation: Operation {
 
     var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
     var scratchPerSample: Int { conv2dScratchCount(geometry, inputChannels: inputChannels, batch: 1) * rowsPerSample }
+    /// Rows of the matrix product per image (output positions times Dense's leading axes).
+    var rowsPerImage: Int { rowsPerSample * geometry.outputHeight * geometry.outputWidth }
+    var patch: Int { geometry.kernelHeight * geometry.kernelWidth * inputChannels }
+
+    /// Whether a forward call over `batch` images runs the sparse kernel: always or never when
+    /// forced, else where the cost model (`KernelCost`) predicts it faster for these sizes. The
+    /// choice depends only on the file's kernel and the batch's chunk size, never on timings, so
+    /// the same file and batch size give the same bits on every run and machine.
+    func runsSparse(batch: Int) -> Bool {
+        guard let sparse else { return false }
+        switch kernels {
+        case .sparse: return true
+        case .dense: return false
+        case .auto:
+            let cost = KernelCost(rows: batch * rowsPerImage, inputs: patch, outputs: outputChannels, stored: sparse.values.count,
+                                  pointwise: geometry.isPointwise)
+            return cost.sparseIsFaster
+        }
+    }
 
     func forward(_ c: PassContext) {
-        if let sparse {
+        if let sparse, runsSparse(batch: c.batch) {
             let batch = c.batch * rowsPerSample
             var columnsInput = UnsafePointer(c.inputs[0])
             if !geometry.isPointwise {
                 im2col(c.scratch!, c.inputs[0], batch: batch, geometry, channels: inputChannels)
                 columnsInput = UnsafePointer(c.scratch!)
             }
-            let patch = geometry.kernelHeight * geometry.kernelWidth * inputChannels
             csrMatmulForward(output: c.output, input: columnsInput, rows: batch * geometry.outputHeight * geometry.outputWidth,
                              inputs: patch, outputs: outputChannels, rowOffsets: sparse.rowOffsets, columns: sparse.columns,
                              values: sparse.values, bias: bias.map { UnsafePointer($0.pointer) })
@@ -288,6 +308,36 @@ final class ZeroPadOperation: Operation {
         guard let dx = c.inputGradients[0] else { return }
         zeroPadBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, height: height, width: width,
                         channels: channels, top: top, bottom: bottom, left: left, right: right)
+    }
+}
+
+/// Keras' Cropping2D: the (outputHeight, outputWidth) window at (top, left) of each image; the
+/// backward adds the output gradient back into that window.
+final class CropOperation: Operation {
+    let height: Int, width: Int, channels: Int, top: Int, left: Int, outputHeight: Int, outputWidth: Int
+    init(height: Int, width: Int, channels: Int, top: Int, left: Int, outputHeight: Int, outputWidth: Int) {
+        (self.height, self.width, self.channels, self.top, self.left, self.outputHeight, self.outputWidth) =
+            (height, width, channels, top, left, outputHeight, outputWidth)
+    }
+    private func offsets(_ n: Int, _ h: Int) -> (input: Int, output: Int) {
+        (((n * height + h + top) * width + left) * channels, ((n * outputHeight + h) * outputWidth) * channels)
+    }
+    func forward(_ c: PassContext) {
+        for n in 0..<c.batch {
+            for h in 0..<outputHeight {
+                let (i, o) = offsets(n, h)
+                (c.output + o).update(from: c.inputs[0] + i, count: outputWidth * channels)
+            }
+        }
+    }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        for n in 0..<c.batch {
+            for h in 0..<outputHeight {
+                let (i, o) = offsets(n, h)
+                for k in 0..<(outputWidth * channels) { dx[i + k] += c.outputGradient[o + k] }
+            }
+        }
     }
 }
 

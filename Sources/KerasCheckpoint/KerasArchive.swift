@@ -1,124 +1,54 @@
-internal import CZlib
 import Foundation
 import HDF5
+import Zip
 
 /// A Keras 3 `.keras` file: a zip of `metadata.json`, `config.json` and `model.weights.h5`.
 /// Reading extracts `model.weights.h5` to a private temporary file (libhdf5 opens files by path);
-/// writing copies every other entry byte for byte and replaces the weights.
+/// writing copies every other entry byte for byte and replaces the weights. The zip itself is
+/// read by `ZipArchive` (the Zip module, shared with NumPy's .npz); the limits below are the
+/// checkpoint's policy.
 final class KerasArchive {
-    struct Entry {
-        var name: String
-        var method: UInt16  // 0 stored, 8 deflate
-        var crc32: UInt32
-        var compressedSize: Int
-        var uncompressedSize: Int
-        var localHeaderOffset: Int
-        var dataOffset: Int
-    }
-
     let path: String
-    let data: Data
-    let entries: [Entry]
+    let zip: ZipArchive
     let metadata: JSONValue?
     /// The extracted `model.weights.h5`, removed when the archive is released (or on a signal).
     let weightsFilePath: String
     private let scratch: Temporaries.ScratchFolder?
 
-    static func looksLikeZip(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        let magic = (try? handle.read(upToCount: 4)) ?? Data()
-        return magic == Data([0x50, 0x4B, 0x03, 0x04])
-    }
+    static func looksLikeZip(_ path: String) -> Bool { ZipArchive.looksLikeZip(path) }
 
     init(path: String, extractWeights: Bool = true) throws {
         self.path = path
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw CheckpointError(file: path, problem: "cannot be read")
-        }
-        entries = try Self.readDirectory(data, path: path)
+        zip = try Self.checked { try ZipArchive(path: path, kind: ".keras archive") }
         scratch = extractWeights ? try Temporaries.ScratchFolder(holding: "model.weights.h5", for: path) : nil
         weightsFilePath = scratch?.file ?? ""
         // Only keras_version is taken from metadata.json, so one that is not JSON is ignored; one
         // that breaks the archive's limits is not.
-        if let entry = Self.entry("metadata.json", in: entries) {
-            let text = String(decoding: try Self.contents(of: entry, in: data, path: path), as: UTF8.self)
+        if let entry = zip.entry("metadata.json") {
+            let text = String(decoding: try Self.contents(of: entry, in: zip), as: UTF8.self)
             metadata = try? JSONValue.parse(text)
         } else {
             metadata = nil
         }
         if extractWeights {
-            try Self.extract("model.weights.h5", from: data, entries: entries, path: path, to: weightsFilePath)
+            try Self.extract("model.weights.h5", from: zip, to: weightsFilePath)
         }
     }
 
     deinit { scratch?.remove() }
 
     func text(_ name: String) throws -> String {
-        guard let entry = Self.entry(name, in: entries) else {
+        guard let entry = zip.entry(name) else {
             throw CheckpointError(file: path, object: name, problem: "missing from the .keras archive")
         }
-        return String(decoding: try Self.contents(of: entry, in: data, path: path), as: UTF8.self)
+        return String(decoding: try Self.contents(of: entry, in: zip), as: UTF8.self)
     }
 
-    // MARK: Reading
-
-    private static func entry(_ name: String, in entries: [Entry]) -> Entry? { entries.first { $0.name == name } }
-
-    private static func readDirectory(_ data: Data, path: String) throws -> [Entry] {
-        func bad(_ problem: String) -> CheckpointError { CheckpointError(file: path, problem: "is not a valid .keras archive (\(problem))") }
-        let bytes = data  // indexed in place (from 0, as read): a copy would double the archive in memory
-        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
-        func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
-        // End of central directory: last occurrence of PK\5\6 within the final 64 KB + 22 bytes.
-        guard bytes.count >= 22 else { throw bad("too short") }
-        var end = -1
-        var position = bytes.count - 22
-        while position >= max(0, bytes.count - 65_557) {
-            if bytes[position] == 0x50, bytes[position + 1] == 0x4B, bytes[position + 2] == 5, bytes[position + 3] == 6 {
-                end = position
-                break
-            }
-            position -= 1
+    /// Runs `body`, reporting a zip problem as a checkpoint problem.
+    private static func checked<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as ZipError {
+            throw CheckpointError(file: error.file, object: error.entry, problem: error.problem)
         }
-        guard end >= 0 else { throw bad("no central directory; truncated?") }
-        let count = u16(end + 10)
-        var offset = u32(end + 16)
-        var entries: [Entry] = []
-        var names = Set<String>()
-        for _ in 0..<count {
-            guard offset + 46 <= bytes.count, u32(offset) == 0x0201_4B50 else { throw bad("corrupt central directory") }
-            let nameLength = u16(offset + 28), extraLength = u16(offset + 30), commentLength = u16(offset + 32)
-            guard offset + 46 + nameLength <= bytes.count else { throw bad("corrupt central directory") }
-            let name = String(decoding: bytes[(offset + 46)..<(offset + 46 + nameLength)], as: UTF8.self)
-            // Every other entry is copied byte for byte into the archives gmtool writes, where an
-            // unzip would place it: refuse names that land outside the folder or collide rather
-            // than pass them on.
-            if let problem = nameProblem(name) { throw bad("entry name '\(name)' \(problem)") }
-            guard names.insert(name).inserted else { throw bad("entry '\(name)' appears twice") }
-            let local = u32(offset + 42)
-            guard local + 30 <= bytes.count, u32(local) == 0x0403_4B50 else { throw bad("corrupt local header for \(name)") }
-            let dataOffset = local + 30 + u16(local + 26) + u16(local + 28)
-            let entry = Entry(name: name, method: UInt16(u16(offset + 10)), crc32: UInt32(u32(offset + 16)),
-                              compressedSize: u32(offset + 20), uncompressedSize: u32(offset + 24),
-                              localHeaderOffset: local, dataOffset: dataOffset)
-            guard entry.compressedSize != 0xFFFF_FFFF, entry.uncompressedSize != 0xFFFF_FFFF else { throw bad("zip64 is not supported") }
-            guard dataOffset + entry.compressedSize <= bytes.count else { throw bad("\(name) is truncated") }
-            entries.append(entry)
-            offset += 46 + nameLength + extraLength + commentLength
-        }
-        return entries
-    }
-
-    /// Why an entry name is unsafe to pass on, or nil: absolute names (a leading slash or
-    /// backslash, a drive letter) and `..` components, with either slash as the separator.
-    private static func nameProblem(_ name: String) -> String? {
-        if name.isEmpty { return "is empty" }
-        if name.hasPrefix("/") || name.hasPrefix("\\") || name.first?.isLetter == true && name.dropFirst().hasPrefix(":") {
-            return "is absolute"
-        }
-        if name.split(whereSeparator: { $0 == "/" || $0 == "\\" }).contains("..") { return "climbs out of the archive with '..'" }
-        return nil
     }
 
     // MARK: Limits
@@ -148,14 +78,11 @@ final class KerasArchive {
 
     /// Checks an entry's declared sizes against the limits, before a byte is inflated. Inflating
     /// then stops at the declared size, so declared sizes that lie cannot get past the limits.
-    private static func checkDeclaredSizes(_ entry: Entry, path: String) throws {
+    private static func checkDeclaredSizes(_ entry: ZipArchive.Entry, path: String) throws {
         func refuse(_ problem: String) -> CheckpointError { CheckpointError(file: path, object: entry.name, problem: problem) }
         let size = entry.uncompressedSize, limit = sizeLimit(for: entry.name)
         if size > limit {
             throw refuse("declares \(size) bytes uncompressed (\(describeBytes(size))), over gmtool's \(describeBytes(limit)) limit for this entry")
-        }
-        if entry.method == 0 && entry.compressedSize != size {
-            throw refuse("is stored uncompressed but declares \(entry.compressedSize) bytes stored and \(size) uncompressed: the archive is corrupt")
         }
         if size > ratioFloor && size / max(entry.compressedSize, 1) > ratioLimit {
             throw refuse("declares a compression ratio of \(size / max(entry.compressedSize, 1)):1 (\(describeBytes(entry.compressedSize)) inflating to \(describeBytes(size))), over gmtool's \(ratioLimit):1 limit")
@@ -165,29 +92,31 @@ final class KerasArchive {
     // MARK: Inflating
 
     /// An entry held in memory (the JSON entries, within `jsonLimit`).
-    private static func contents(of entry: Entry, in data: Data, path: String) throws -> Data {
-        var output = Data()
-        try inflate(entry, in: data, path: path) { output.append(contentsOf: $0) }
-        return output
+    private static func contents(of entry: ZipArchive.Entry, in zip: ZipArchive) throws -> Data {
+        try checkDeclaredSizes(entry, path: zip.path)
+        return try checked { try zip.contents(of: entry) }
     }
 
     /// Extracts an entry to a new file at `destination`, a piece at a time.
-    private static func extract(_ name: String, from data: Data, entries: [Entry], path: String, to destination: String) throws {
-        guard let entry = entry(name, in: entries) else {
-            throw CheckpointError(file: path, object: name, problem: "missing from the .keras archive")
+    private static func extract(_ name: String, from zip: ZipArchive, to destination: String) throws {
+        guard let entry = zip.entry(name) else {
+            throw CheckpointError(file: zip.path, object: name, problem: "missing from the .keras archive")
         }
         func failed(_ cause: String) -> CheckpointError {
-            CheckpointError(file: path, problem: "cannot extract \(name) to \(destination) (\(cause))")
+            CheckpointError(file: zip.path, problem: "cannot extract \(name) to \(destination) (\(cause))")
         }
+        try checkDeclaredSizes(entry, path: zip.path)
         let descriptor = open(destination, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard descriptor >= 0 else { throw failed(String(cString: strerror(errno))) }
         do {
-            try inflate(entry, in: data, path: path) { piece in
-                var written = 0
-                while written < piece.count {
-                    let result = Glibc.write(descriptor, piece.baseAddress! + written, piece.count - written)
-                    guard result > 0 else { throw failed(String(cString: strerror(errno))) }
-                    written += result
+            try checked {
+                try zip.inflate(entry) { piece in
+                    var written = 0
+                    while written < piece.count {
+                        let result = Glibc.write(descriptor, piece.baseAddress! + written, piece.count - written)
+                        guard result > 0 else { throw failed(String(cString: strerror(errno))) }
+                        written += result
+                    }
                 }
             }
         } catch {
@@ -195,78 +124,6 @@ final class KerasArchive {
             throw error
         }
         guard close(descriptor) == 0 else { throw failed(String(cString: strerror(errno))) }
-    }
-
-    /// Hands `sink` the entry's uncompressed bytes, a megabyte at a time, after checking its
-    /// declared sizes; stops with an error the moment the output passes the declared size, and
-    /// checks the CRC at the end.
-    private static func inflate(_ entry: Entry, in data: Data, path: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        func corrupt(_ problem: String) -> CheckpointError { CheckpointError(file: path, object: entry.name, problem: problem) }
-        try checkDeclaredSizes(entry, path: path)
-        var crc = CZlib.crc32(0, nil, 0)
-        var produced = 0
-        try data.withUnsafeBytes { (archive: UnsafeRawBufferPointer) in
-            let input = UnsafeRawBufferPointer(rebasing: archive[entry.dataOffset..<(entry.dataOffset + entry.compressedSize)])
-            func emit(_ piece: UnsafeRawBufferPointer) throws {
-                produced += piece.count
-                guard produced <= entry.uncompressedSize else {
-                    throw corrupt("inflates past its declared \(entry.uncompressedSize) bytes: the archive is corrupt")
-                }
-                crc = CZlib.crc32(crc, piece.bindMemory(to: Bytef.self).baseAddress, uInt(piece.count))
-                try sink(piece)
-            }
-            switch entry.method {
-            case 0:
-                var start = 0
-                while start < input.count {
-                    let end = min(input.count, start + pieceSize)
-                    try emit(UnsafeRawBufferPointer(rebasing: input[start..<end]))
-                    start = end
-                }
-            case 8:
-                try inflateDeflate(input, entry: entry, path: path, emit)
-            default:
-                throw corrupt("uses zip compression method \(entry.method); only stored and deflate are supported")
-            }
-        }
-        guard produced == entry.uncompressedSize else {
-            throw corrupt("inflates to \(produced) bytes, not the declared \(entry.uncompressedSize): the archive is corrupt")
-        }
-        guard UInt32(crc) == entry.crc32 else {
-            throw corrupt("CRC mismatch: the archive is corrupt")
-        }
-    }
-
-    /// How much is inflated (or copied) between two hand-offs to the sink.
-    private static let pieceSize = 1 << 20
-
-    private static func inflateDeflate(_ input: UnsafeRawBufferPointer, entry: Entry, path: String,
-                                       _ emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        func corrupt() -> CheckpointError { CheckpointError(file: path, object: entry.name, problem: "deflate data is corrupt") }
-        var stream = z_stream()
-        guard inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw CheckpointError(file: path, object: entry.name, problem: "cannot start decompression")
-        }
-        defer { inflateEnd(&stream) }
-        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: pieceSize, alignment: 16)
-        defer { output.deallocate() }
-        stream.next_in = UnsafeMutablePointer(mutating: input.bindMemory(to: Bytef.self).baseAddress)
-        stream.avail_in = uInt(input.count)
-        var status = Z_OK
-        while status != Z_STREAM_END {
-            stream.next_out = output.bindMemory(to: Bytef.self).baseAddress
-            stream.avail_out = uInt(pieceSize)
-            status = CZlib.inflate(&stream, Z_NO_FLUSH)
-            // Z_BUF_ERROR: no progress possible, the input ended before the stream did.
-            guard status == Z_OK || status == Z_STREAM_END else { throw corrupt() }
-            try emit(UnsafeRawBufferPointer(rebasing: output[0..<(pieceSize - Int(stream.avail_out))]))
-        }
-    }
-
-    static func crc32Of(_ data: Data) -> UInt32 {
-        data.withUnsafeBytes { buffer in
-            UInt32(CZlib.crc32(0, buffer.bindMemory(to: Bytef.self).baseAddress, uInt(buffer.count)))
-        }
     }
 
     // MARK: Writing
@@ -280,12 +137,12 @@ final class KerasArchive {
         var central = Data()
         func put16(_ d: inout Data, _ v: Int) { d.append(UInt8(v & 0xFF)); d.append(UInt8((v >> 8) & 0xFF)) }
         func put32(_ d: inout Data, _ v: Int) { put16(&d, v & 0xFFFF); put16(&d, (v >> 16) & 0xFFFF) }
-        for entry in entries {
+        for entry in zip.entries {
             let isWeights = entry.name == "model.weights.h5"
             let payload = isWeights ? newWeights
-                : data.subdata(in: (data.startIndex + entry.dataOffset)..<(data.startIndex + entry.dataOffset + entry.compressedSize))
+                : Data(zip.payload(of: entry))
             let method = isWeights ? 0 : Int(entry.method)
-            let crc = isWeights ? Int(Self.crc32Of(newWeights)) : Int(entry.crc32)
+            let crc = isWeights ? Int(newWeights.withUnsafeBytes { ZipArchive.crc32(of: $0) }) : Int(entry.crc32)
             let uncompressed = isWeights ? newWeights.count : entry.uncompressedSize
             guard out.count < 0xFFFF_FFFF, payload.count < 0xFFFF_FFFF else {
                 throw CheckpointError(file: destination.path, problem: "archive over 4 GB (zip64) is not supported")
@@ -308,7 +165,7 @@ final class KerasArchive {
         let centralOffset = out.count
         out.append(central)
         put32(&out, 0x0605_4B50); put16(&out, 0); put16(&out, 0)
-        put16(&out, entries.count); put16(&out, entries.count)
+        put16(&out, zip.entries.count); put16(&out, zip.entries.count)
         put32(&out, central.count); put32(&out, centralOffset); put16(&out, 0)
         try out.write(to: destination)
     }

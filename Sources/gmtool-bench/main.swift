@@ -5,8 +5,16 @@
 //     The pruning rule over N float32 weights (default 14,000,000) in tensors of MODEL's kernel
 //     sizes, cycled, w ~ N(0, 0.05), g ~ N(0, 0.001), beta and gamma set so that ~90% is pruned
 //     (the NumPy peer's setting), against memcpy of the same arrays (the memory-bandwidth floor).
+//
+//   gmtool-bench layers EXPORT.h5 [--batch B] [--repeats R]
+//     Each sparse-stored convolution/Dense layer of a sparse export, forward over a batch of B
+//     random images (default 100) cut into chunks as eval cuts them, on one thread, best of R:
+//     seconds sparse, seconds dense, the cost model's two predictions and the kernel auto picks.
+//     One JSON object per layer (the data the cost model's constants were fitted to).
+import Engine
 import Foundation
 import KerasCheckpoint
+import ModelState
 import Pruning
 
 struct SplitMix {
@@ -112,10 +120,45 @@ func benchRule(_ arguments: [String]) throws {
     print(String(decoding: data, as: UTF8.self))
 }
 
+func benchLayers(_ arguments: [String]) throws {
+    guard let path = arguments.first else { print("usage: gmtool-bench layers EXPORT.h5 [--batch B] [--repeats R]"); exit(2) }
+    var batch = 100, repeats = 5
+    if let i = arguments.firstIndex(of: "--batch"), i + 1 < arguments.count { batch = Int(arguments[i + 1]) ?? batch }
+    if let i = arguments.firstIndex(of: "--repeats"), i + 1 < arguments.count { repeats = Int(arguments[i + 1]) ?? repeats }
+    let model = try Model(checkpoint: try Checkpoint.open(path))
+    let sparse = try Network(model: model, workers: 1, kernels: .sparse)
+    let dense = try Network(model: model, workers: 1, kernels: .dense)
+    let auto = try Network(model: model, workers: 1, kernels: .auto)
+    var random = SplitMix(state: 7)
+    let images = (0..<(batch * sparse.inputCount)).map { _ in Float(random.uniform() * 2 - 1) }
+    let (s, d) = images.withUnsafeBufferPointer {
+        (sparse.forwardSecondsPerNode(images: $0.baseAddress!, count: batch, repeats: repeats),
+         dense.forwardSecondsPerNode(images: $0.baseAddress!, count: batch, repeats: repeats))
+    }
+    let seconds = Dictionary(uniqueKeysWithValues: zip(s, d).map { ($0.node, ($0.seconds, $1.seconds)) })
+    // Where the rest of the time goes: every node's class, summed (the dense network's times).
+    var byKind: [String: Double] = [:]
+    for (node, timing) in zip(dense.nodeClasses, d) { byKind[node, default: 0] += timing.seconds / Double(Network.chunks(batch).count) }
+    let calls = Double(Network.chunks(batch).count)
+    for layer in auto.sparseLayers(batch: batch) {
+        let (sparseSeconds, denseSeconds) = seconds[layer.node]!
+        let row: [String: Any] = [
+            "layer": layer.node, "batch": batch, "rows": layer.rows, "inputs": layer.inputs, "outputs": layer.outputs,
+            "stored": layer.stored, "density": layer.density, "calls": Int(calls),
+            "sparse_s": sparseSeconds / calls, "dense_s": denseSeconds / calls,
+            "predicted_sparse_s": layer.predictedSparse, "predicted_dense_s": layer.predictedDense, "auto_sparse": layer.runsSparse,
+        ]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self))
+    }
+    let summary: [String: Any] = ["batch": batch, "dense_seconds_by_class": byKind]
+    print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
 case "rule": try benchRule(Array(arguments.dropFirst()))
+case "layers": try benchLayers(Array(arguments.dropFirst()))
 default:
-    print("usage: gmtool-bench rule MODEL.h5 [--params N] [--repeats R]")
+    print("usage: gmtool-bench rule MODEL.h5 [--params N] [--repeats R] | layers EXPORT.h5 [--batch B] [--repeats R]")
     exit(2)
 }

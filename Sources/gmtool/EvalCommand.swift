@@ -30,8 +30,13 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .long, help: "No progress bar.")
     var quiet = false
 
-    @Flag(name: .long, help: "For a sparse export: run its kernels dense instead of as CSR.")
-    var denseKernels = false
+    @Option(name: .long, help: ArgumentHelp(
+        "For a sparse export: which kernels its convolution and Dense layers run: auto (sparse where a cost model predicts it faster, per layer; the default), sparse or dense.",
+        valueName: "auto|sparse|dense"))
+    var kernels: KernelChoice?
+
+    @Flag(name: .long, help: "Also print each sparse-stored layer's size, density and the kernel it runs.")
+    var verbose = false
 
     func validate() throws {
         guard CommandChecks.enabled else { return }
@@ -44,11 +49,13 @@ struct EvalCommand: ParsableCommand {
         if let output { try checkOutput(output) }
         let model = try checkpoint.openModel()
         let dataset = try dataOptions.dataset()
-        if denseKernels && model.checkpoint.layout != .sparseExport {
-            throw CommandError("\(model.path): --dense-kernels applies only to a sparse export (this is a \(model.checkpoint.layout.rawValue) checkpoint, run dense anyway)")
+        let isExport = model.checkpoint.layout == .sparseExport
+        if let kernels, !isExport {
+            throw CommandError("\(model.path): --kernels \(kernels.rawValue) applies only to a sparse export (this is a \(model.checkpoint.layout.rawValue) checkpoint, run dense anyway)")
         }
-        let sparse = model.checkpoint.layout == .sparseExport && !denseKernels
-        let network = try dataOptions.network(model, for: dataset, sparseKernels: sparse)
+        let choice = isExport ? kernels ?? .auto : .dense
+        let network = try dataOptions.network(model, for: dataset, kernels: choice)
+        let layers = network.sparseLayers(batch: min(dataOptions.batchSize, max(1, dataset.count)))
         if let output, let plan = try shardOptions.plan(images: dataset.count, batchSize: dataOptions.batchSize, kind: .evaluation) {
             let bar = ProgressBar(total: plan.images.count, label: "eval \(plan.index)/\(plan.count)", quiet: quiet || json)
             let start = Date()
@@ -62,13 +69,27 @@ struct EvalCommand: ParsableCommand {
         if json {
             try printJSON(EvalOutput(report: report, scaling: dataset.scaling.description, data: dataset.files.map(\.path),
                                      totalParameters: model.totalParameters, nonzeroParameters: model.nonzeroParameters,
-                                     sparsity: model.sparsity))
+                                     sparsity: model.sparsity, kernels: isExport ? choice.rawValue : nil,
+                                     sparseLayers: isExport ? layers.map { SparseLayerOutput(layer: $0.node, sparse: $0.runsSparse) } : nil))
             return
         }
         print("model:       \(model.path)")
         print("data:        \(dataset.files.map { "\($0.path) (\($0.records))" }.joined(separator: ", "))")
         print("scaling:     \(dataset.scaling)")
-        if model.checkpoint.layout == .sparseExport { print("kernels:     \(sparse ? "sparse (CSR) for convolutions and Dense" : "dense")") }
+        if isExport {
+            let sparse = layers.filter(\.runsSparse).count
+            print("kernels:     \(choice.rawValue): \(sparse) of \(layers.count) sparse-stored layers run sparse (CSR), the rest dense")
+        }
+        if verbose && isExport {
+            print("layer                                rows   inputs  outputs  density  kernel  (predicted us: sparse / dense)")
+            for layer in layers {
+                let name = layer.node.count > 34 ? String(layer.node.prefix(34)) : layer.node
+                print(name.padding(toLength: 34, withPad: " ", startingAt: 0)
+                      + String(format: "%8d %8d %8d %7.1f%%  %@  (%.1f / %.1f)", layer.rows, layer.inputs, layer.outputs,
+                               100 * layer.density, layer.runsSparse ? "sparse" : "dense ", layer.predictedSparse * 1e6,
+                               layer.predictedDense * 1e6))
+            }
+        }
         print("images:      \(grouped(report.images))")
         print("top-1:       \(percent(report.top1Accuracy))")
         print("top-5:       \(percent(report.top5Accuracy))")
@@ -85,9 +106,13 @@ struct EvalOutput: Encodable {
     var totalParameters: Int
     var nonzeroParameters: Int
     var sparsity: Double
+    /// For a sparse export: the --kernels mode and what each sparse-stored layer runs.
+    var kernels: String?
+    var sparseLayers: [SparseLayerOutput]?
 
     enum CodingKeys: String, CodingKey {
         case scaling, data, totalParameters = "total_parameters", nonzeroParameters = "nonzero_parameters", sparsity
+        case kernels, sparseLayers = "sparse_layers"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -98,5 +123,14 @@ struct EvalOutput: Encodable {
         try container.encode(totalParameters, forKey: .totalParameters)
         try container.encode(nonzeroParameters, forKey: .nonzeroParameters)
         try container.encode(sparsity, forKey: .sparsity)
+        try container.encodeIfPresent(kernels, forKey: .kernels)
+        try container.encodeIfPresent(sparseLayers, forKey: .sparseLayers)
     }
 }
+
+struct SparseLayerOutput: Encodable {
+    var layer: String
+    var sparse: Bool
+}
+
+extension KernelChoice: ExpressibleByArgument {}

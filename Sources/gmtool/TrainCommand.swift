@@ -26,10 +26,10 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var checkpoint: CheckpointOptions
 
-    @Option(name: .long, help: "CIFAR-10 folder (holding data_batch_1-5.bin): train on 1-4, validate on 5.")
+    @Option(name: .long, help: "CIFAR-10 folder (data_batch_1-5, binary .bin or python batches): train on 1-4, validate on 5.")
     var data: String?
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Training images instead of --data: the forms eval's --data takes (CIFAR-10 .bin files or folder, or an images and labels .npy pair).")
+    @Option(name: .long, parsing: .upToNextOption, help: "Training images instead of --data: the forms eval's --data takes (CIFAR binary or python batches, a .npy pair, an .npz, an image folder).")
     var trainData: [String] = []
 
     @Option(name: .long, parsing: .upToNextOption, help: "Validation images, with --train-data.")
@@ -183,8 +183,8 @@ struct TrainCommand: ParsableCommand {
         let scaling = try options.scaling
         let trainFiles: ImageDataset, validation: ImageDataset
         if let data {
-            trainFiles = try CIFARDataset(paths: [data], split: .train, scaling: scaling)
-            validation = try CIFARDataset(paths: [data], split: .validation, scaling: scaling)
+            trainFiles = try options.dataset(paths: [data], split: .train)
+            validation = try options.dataset(paths: [data], split: .validation)
         } else {
             trainFiles = try options.dataset(paths: trainData, split: .train)
             validation = try options.dataset(paths: valData, split: .validation)

@@ -115,8 +115,8 @@ import Testing
         try expectUsageError(["stat", model], "'stat' is not a gmtool command. Did you mean 'stats'?", usage: "gmtool <subcommand>")
         try expectUsageError(["help", "bogus"], "'bogus' is not a gmtool command.", usage: "gmtool <subcommand>")
         #expect(try gmtool(["help", "stats"]).status == 0)
-        try expectFileError(["eval", model, "--data", Shared.data, "--limit", "10", "--dense-kernels"],
-                            "\(model): --dense-kernels applies only to a sparse export (this is a h5_full_model checkpoint, run dense anyway)")
+        try expectFileError(["eval", model, "--data", Shared.data, "--limit", "10", "--kernels", "dense"],
+                            "\(model): --kernels dense applies only to a sparse export (this is a h5_full_model checkpoint, run dense anyway)")
     }
 
     @Test func deeplyNestedConfigNamesTheLimit() throws {

@@ -52,6 +52,47 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         }
     }
 
+    /// A binary file's record size decides CIFAR-10 from CIFAR-100, whatever its name: CIFAR-10
+    /// records in a file named test.bin (CIFAR-100's name) are CIFAR-10's; CIFAR-100 records
+    /// (2 label bytes) are read with --label and refused by a 10-class model.
+    @Test func binaryFormatFollowsTheRecordSize() throws {
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let ten = scratch.appendingPathComponent("test.bin").path
+        try writeRecords(ten, labels: [1, 2, 3])
+        let result = try gmtool(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", ten, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try json(result)["images"] as? Int == 3)
+        let hundred = scratch.appendingPathComponent("c100.bin").path
+        var records = Data()
+        for label in [UInt8(3), 17] { records.append(contentsOf: [label / 5, label]); records.append(Data(repeating: 7, count: 3072)) }
+        try records.write(to: URL(fileURLWithPath: hundred))
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", hundred, "--label", "coarse"], ["predicts 10 classes", "has 20"])
+        try expectError(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", hundred], ["predicts 10 classes", "has 100"])
+    }
+
+    /// Python batches, .npz and --data-format through the command line: detected or named, the
+    /// same images give the same eval; wrong names and flags are one line.
+    @Test func pythonBatchesAndNpzFromTheCommandLine() throws {
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let python = Paths.fixture("data/cifar-python")
+        let model = Paths.fixture("seqcnn_k2.h5")
+        let folder = try json(try gmtool(["eval", model, "--data", python + "/cifar-10-batches-py", "--json"]))
+        let file = try json(try gmtool(["eval", model, "--data", python + "/cifar-10-batches-py/test_batch", "--data-format", "cifar10-python", "--json"]))
+        let protocol4 = try json(try gmtool(["eval", model, "--data", python + "/test_batch_protocol4", "--json"]))
+        #expect(folder["images"] as? Int == 4)
+        for other in [file, protocol4] {
+            #expect(other["mean_loss"] as? Double == folder["mean_loss"] as? Double)
+        }
+        try expectError(["eval", model, "--data", python + "/unsafe"], ["unsafe: is a pickle that refers to os.system"])
+        try expectError(["eval", model, "--data", python + "/cifar-100-python", "--label", "coarse"], ["predicts 10 classes", "has 20"])
+        try expectError(["eval", model, "--data", python + "/cifar-10-batches-py/test_batch", "--data-format", "cifar100-python"],
+                        ["test_batch: is a CIFAR-10 batch, not CIFAR-100"])
+        let numpy = Paths.fixture("data/numpy")
+        try expectError(["eval", model, "--data", numpy + "/xy_stored.npz"], ["xy_stored.npz: holds 5x6x3 images"])
+        try expectError(["eval", model, "--data", numpy + "/bad_names.npz"], ["bad_names.npz: has no arrays x/y or x_test/y_test"])
+        try expectError(["eval", model, "--data", numpy + "/test_deflated.npz", "--arrays", "x_test,nope"], ["has no arrays x_test/nope"])
+    }
+
     @Test func mismatchesWithTheModelAreOneLineNamingTheFile() throws {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let fixtures = Paths.fixture("data/numpy")
@@ -130,5 +171,36 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         let refused = try gmtool(["train", model, "--train-data"] + data + ["--epochs", "1", "-o", output])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--val-data"))
+    }
+
+    /// The same 8 images as PNGs in class folders (fixtures/data/make_images.py): eval equals the
+    /// NumPy pair's (lossless, no resize: the same inputs, in another order, whose sums here
+    /// round the same), then prune with gradients and a 1-epoch fine-tune from the folder.
+    @Test func imageFolderEvalPruneAndFineTune() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-small48-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let images = Paths.fixture("data/images/small48")
+        let numpy = try json(try gmtool(["eval", model, "--data"] + data + ["--json"]))
+        let folder = try json(try gmtool(["eval", model, "--data", images, "--json"]))
+        #expect(folder["images"] as? Int == 8)
+        #expect(folder["top1_accuracy"] as? Double == numpy["top1_accuracy"] as? Double)
+        #expect(folder["mean_loss"] as? Double == numpy["mean_loss"] as? Double)
+
+        let pruned = scratch.appendingPathComponent("pruned.h5").path
+        let prune = try gmtool(["prune", model, "--beta", "0.05", "--gamma", "0.01", "--data", images, "-o", pruned, "--json"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(try json(prune)["gradient_images"] as? Int == 8)
+        let output = scratch.appendingPathComponent("trained.h5").path
+        let train = try gmtool(["train", pruned, "--train-data", images, "--val-data", images, "--epochs", "1", "--batch-size", "4",
+                                "--lr", "0.1", "-o", output, "--quiet"])
+        #expect(train.status == 0, "\(train.stderr)")
+        let after = try json(try gmtool(["eval", output, "--data", images, "--json"]))
+        #expect(after["images"] as? Int == 8)
+        #expect(after["mean_loss"] as? Double != (try json(try gmtool(["eval", pruned, "--data", images, "--json"])))["mean_loss"] as? Double)
+        // Three classes for a two-class model; a validation split without its seed.
+        try expectError(["eval", model, "--data", Paths.fixture("data/images/folder")], ["folder", "label 2", "2 classes"])
+        let usage = try gmtool(["eval", model, "--data", images, "--validation-split", "0.25", "--subset", "validation"])
+        #expect(usage.status == 64 && usage.stderr.hasPrefix("gmtool: error: --validation-split needs --subset and --seed"), "\(usage.stderr)")
     }
 }

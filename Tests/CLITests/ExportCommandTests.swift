@@ -22,10 +22,26 @@ import Testing
         let arguments = ["--data", Shared.data, "--limit", "300", "--json"]
         let dense = try json(try gmtool(["eval", pruned] + arguments))
         let fromSparse = try json(try gmtool(["eval", sparse] + arguments))
-        let forcedDense = try json(try gmtool(["eval", sparse, "--dense-kernels"] + arguments))
-        #expect(fromSparse["top1_accuracy"] as? Double == dense["top1_accuracy"] as? Double)
-        #expect(abs((fromSparse["mean_loss"] as? Double ?? 0) - (dense["mean_loss"] as? Double ?? 1)) < 1e-4)
+        let forcedSparse = try json(try gmtool(["eval", sparse, "--kernels", "sparse"] + arguments))
+        let forcedDense = try json(try gmtool(["eval", sparse, "--kernels", "dense"] + arguments))
+        // The sparse kernels sum each output in another order than sgemm (CSR order, fused), so
+        // the logits differ by float32 summation-order error (relative ~1e-7 of sum |w||x|); the
+        // issue's bar for the mean loss over 300 images is 1e-6, and top-1 must not move.
+        for run in [fromSparse, forcedSparse] {
+            #expect(run["top1_accuracy"] as? Double == dense["top1_accuracy"] as? Double)
+            #expect(run["top5_accuracy"] as? Double == dense["top5_accuracy"] as? Double)
+            #expect(abs((run["mean_loss"] as? Double ?? 0) - (dense["mean_loss"] as? Double ?? 1)) < 1e-6)
+        }
         #expect(forcedDense["mean_loss"] as? Double == dense["mean_loss"] as? Double)
+        func sparseCount(_ run: [String: Any]) -> Int { (run["sparse_layers"] as? [[String: Any]] ?? []).filter { $0["sparse"] as? Bool == true }.count }
+        let layers = (forcedSparse["sparse_layers"] as? [[String: Any]] ?? []).count
+        #expect(layers > 0 && sparseCount(forcedSparse) == layers && sparseCount(forcedDense) == 0)
+        #expect(fromSparse["kernels"] as? String == "auto" && forcedSparse["kernels"] as? String == "sparse")
+        // The same file and batch size make the same choice, so auto gives the same bits every run.
+        #expect(try json(try gmtool(["eval", sparse] + arguments))["mean_loss"] as? Double == fromSparse["mean_loss"] as? Double)
+        let verbose = try gmtool(["eval", sparse, "--verbose", "--quiet", "--data", Shared.data, "--limit", "20"])
+        #expect(verbose.stdout.contains("kernels:     auto: \(sparseCount(fromSparse)) of \(layers) sparse-stored layers run sparse"))
+        #expect(verbose.stdout.split(separator: "\n").filter { $0.hasSuffix(")") && ($0.contains(" sparse  (") || $0.contains(" dense   (")) }.count == layers)
         let stats = try json(try gmtool(["stats", sparse, "--json"]))
         #expect(stats["layout"] as? String == "gmtool_sparse")
         #expect(stats["nonzero_parameters"] as? Int == (try json(try gmtool(["stats", pruned, "--json"])))["nonzero_parameters"] as? Int)

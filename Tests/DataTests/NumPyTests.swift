@@ -75,4 +75,46 @@ private func expected(_ mode: String) throws -> [Float] {
             #expect(!String(describing: error).contains("\n"))
         }
     }
+
+    /// np.savez (stored members, read in place) and np.savez_compressed (deflated) give the
+    /// same images and labels as the .npy pair, bit for bit.
+    @Test func npzArchivesReadLikeTheNpyPair() throws {
+        let reference = try read(NumPyDataset(images: fixture("x_u8.npy"), labels: fixture("y_i8.npy"), scaling: .torch))
+        let stored = try NumPyDataset(npz: fixture("xy_stored.npz"), candidates: NumPyDataset.defaultArrayNames(split: "test"), scaling: .torch)
+        let deflated = try NumPyDataset(npz: fixture("test_deflated.npz"), candidates: NumPyDataset.defaultArrayNames(split: "test"), scaling: .torch)
+        for source in [stored, deflated] {
+            let (images, labels) = try read(source)
+            #expect(source.sourceFiles.count == 1)
+            #expect(labels == reference.labels)
+            #expect(images.map(\.bitPattern) == reference.images.map(\.bitPattern))
+        }
+        // Named arrays: the archive's training pair is its first two images.
+        let train = try read(NumPyDataset(npz: fixture("test_deflated.npz"), names: ("x_train", "y_train"), scaling: .torch))
+        #expect(train.labels == [0, 2])
+        #expect(train.images == Array(reference.images[0..<(2 * 90)]))
+    }
+
+    @Test(arguments: [
+        ("bad_names.npz", "bad_names.npz: has no arrays x/y or x_test/y_test (it holds images, labels); name them with --arrays"),
+        ("bad_truncated.npz", "bad_truncated.npz: is not a valid NumPy .npz archive (no central directory; truncated?)"),
+        ("x_u8.npy", "x_u8.npy: is not a valid NumPy .npz archive"),
+    ])
+    func badNpzIsOneLineNamingTheFile(file: String, message: String) throws {
+        do {
+            _ = try NumPyDataset(npz: fixture(file), candidates: NumPyDataset.defaultArrayNames(split: "test"), scaling: .unit)
+            Issue.record("\(file) was accepted")
+        } catch let error as DataError {
+            #expect(String(describing: error).hasPrefix(fixture("")), "\(error)")
+            #expect(String(describing: error).contains(message), "\(error)")
+        }
+    }
+
+    @Test func npzMemberWithTheWrongDtypeNamesTheMember() throws {
+        do {
+            _ = try NumPyDataset(npz: fixture("test_deflated.npz"), names: ("y_test", "x_test"), scaling: .unit)
+            Issue.record("accepted")
+        } catch let error as DataError {
+            #expect(String(describing: error).hasSuffix("test_deflated.npz: y_test.npy: has shape [4]; images are (N, height, width, channels)"), "\(error)")
+        }
+    }
 }

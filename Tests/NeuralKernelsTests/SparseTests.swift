@@ -21,8 +21,8 @@ import Testing
     // (m, inputs, outputs): MobileNet / MobileNetV2 pointwise shapes (batch 1 and tails of the
     // 32-row tile), Dense heads, and the fixtures' small im2col patches, channel counts not
     // multiples of 16 among them.
-    @Test(arguments: [(1, 1024, 1000), (49, 1024, 1024), (196, 512, 512), (33, 32, 64), (100, 1280, 10),
-                      (57, 27, 13), (31, 24, 144), (65, 960, 160), (3, 7, 5), (32, 16, 16)])
+    @Test(arguments: [(1, 1024, 1000), (4, 512, 512), (16, 256, 256), (49, 1024, 1024), (196, 512, 512), (33, 32, 64),
+                      (100, 1280, 10), (57, 27, 13), (31, 24, 144), (65, 960, 160), (3, 7, 5), (32, 16, 16)])
     func matchesDenseWithinSummationTolerance(shape: (Int, Int, Int)) {
         let (m, inputs, outputs) = shape
         for density: Float in [0, 0.05, 0.1, 0.5, 1] {
@@ -33,7 +33,8 @@ import Testing
             csrMatmulForward(output: &y, input: x, rows: m, inputs: inputs, outputs: outputs, rowOffsets: k.offsets,
                              columns: k.columns, values: k.values, bias: bias)
             // Reference in Double. Float32 recursive summation of K+1 terms (the bias and K
-            // products, each product rounded once) has |err| <= gamma_{K+1} * (|b| + sum |w||x|),
+            // products, each product rounded at most once: fused multiply-adds round only the
+            // sum) has |err| <= gamma_{K+1} * (|b| + sum |w||x|),
             // gamma_n = n*u / (1 - n*u), u = 2^-24 (Higham, Accuracy and Stability, 3.1); the
             // Double reference's own error is negligible beside it.
             let u = 1.0 / Double(1 << 24)
@@ -51,6 +52,37 @@ import Testing
                     let got = Double(y[r * outputs + o])
                     #expect(abs(got - exact) <= bound, "m \(m) \(inputs)x\(outputs) density \(density) at (\(r), \(o))")
                     if density == 0 || o == 0 { #expect(y[r * outputs + o] == bias[o]) }
+                }
+            }
+        }
+    }
+
+    /// Every tile width (4, 8, 16 and 32 lanes, and the tails between them) gives each output
+    /// the bits of the plain loop it promises: the bias, then each stored weight's product added
+    /// in CSR order by a fused multiply-add (one rounding per weight). So the tiling never changes a result, and neither do
+    /// the two outputs summed at once (an odd output count leaves one alone).
+    @Test func everyTileWidthGivesTheScalarLoopsBits() {
+        var random = SeededRandom(seed: 99)
+        let inputs = 37, outputs = 23
+        let k = Self.csr(outputs: outputs, inputs: inputs, density: 0.3, random: &random)
+        for m in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 36, 40, 47, 48, 63, 64, 65, 97] {
+            let x = random.array(m * inputs, scale: 3), bias = random.array(outputs)
+            var y = [Float](repeating: .nan, count: m * outputs)
+            csrMatmulForward(output: &y, input: x, rows: m, inputs: inputs, outputs: outputs, rowOffsets: k.offsets,
+                             columns: k.columns, values: k.values, bias: bias)
+            var noBias = [Float](repeating: .nan, count: m * outputs)
+            csrMatmulForward(output: &noBias, input: x, rows: m, inputs: inputs, outputs: outputs, rowOffsets: k.offsets,
+                             columns: k.columns, values: k.values, bias: nil)
+            for r in 0..<m {
+                for o in 0..<outputs {
+                    var a = bias[o], b: Float = 0
+                    for j in Int(k.offsets[o])..<Int(k.offsets[o + 1]) {
+                        let w = k.values[j], v = x[r * inputs + Int(k.columns[j])]
+                        a.addProduct(w, v)
+                        b.addProduct(w, v)
+                    }
+                    #expect(y[r * outputs + o].bitPattern == a.bitPattern, "m \(m) at (\(r), \(o))")
+                    #expect(noBias[r * outputs + o].bitPattern == b.bitPattern, "m \(m) at (\(r), \(o)), no bias")
                 }
             }
         }
