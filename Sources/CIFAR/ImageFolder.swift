@@ -122,6 +122,11 @@ public final class ImageFolderDataset: ImageDataset, TrainingImageSource, @unche
         return found
     }
 
+    /// The NUL-terminated message the C decoder wrote into `buffer`.
+    static func cMessage(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     static func read(_ path: String, index: Int) throws -> Data {
         guard let data = FileManager.default.contents(atPath: path) else { throw DataError(file: path, problem: "(image \(index)) cannot be read") }
         return data
@@ -132,7 +137,7 @@ public final class ImageFolderDataset: ImageDataset, TrainingImageSource, @unche
         var w: Int32 = 0, h: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let status = data.withUnsafeBytes { gm_image_size($0.bindMemory(to: UInt8.self).baseAddress, data.count, &w, &h, &message, 256) }
-        guard status == 0 else { throw DataError(file: path, problem: "(image \(index)) \(String(cString: message))") }
+        guard status == 0 else { throw DataError(file: path, problem: "(image \(index)) \(cMessage(message))") }
         return (Int(w), Int(h))
     }
 
@@ -147,7 +152,7 @@ public final class ImageFolderDataset: ImageDataset, TrainingImageSource, @unche
         let status = data.withUnsafeBytes {
             gm_decode_image($0.bindMemory(to: UInt8.self).baseAddress, data.count, Int32(channels), Self.maxImageBytes, &w, &h, &pixels, &message, 256)
         }
-        guard status == 0, let pixels else { throw DataError(file: path, problem: "(image \(index)) \(String(cString: message))") }
+        guard status == 0, let pixels else { throw DataError(file: path, problem: "(image \(index)) \(Self.cMessage(message))") }
         defer { gm_free_pixels(pixels) }
         let (height, width) = (Int(h), Int(w))
         let (targetHeight, targetWidth) = (imageShape[0], imageShape[1])
