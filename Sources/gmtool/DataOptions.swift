@@ -92,7 +92,13 @@ struct DataOptions: ParsableArguments {
             case .raw: return .raw
             case .meanstd:
                 func parse(_ text: String?, _ flag: String) throws -> [Float] {
-                    let values = (text ?? "").split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+                    let values = try (text ?? "").split(separator: ",", omittingEmptySubsequences: false).map { entry in
+                        let trimmed = entry.trimmingCharacters(in: .whitespaces)
+                        guard let value = Float(trimmed), value.isFinite else {
+                            throw ValidationError("\(flag): '\(trimmed)' is not a finite number")
+                        }
+                        return value
+                    }
                     guard values.count == 3 || values.count == 1 else { throw ValidationError("\(flag) takes 1 or 3 comma-separated numbers") }
                     return values
                 }

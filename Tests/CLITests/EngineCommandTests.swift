@@ -131,6 +131,16 @@ func writeRecords(_ path: String, labels: [UInt8], extraBytes: Int = 0) throws {
         let result = try gmtool(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", data, "--scale", "meanstd"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("--mean"))
+        // An entry that is not a number is refused by name, not dropped (4 entries with one bad
+        // would otherwise pass as 3 means).
+        let typo = try gmtool(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", data, "--scale", "meanstd",
+                               "--mean", "0.5,O.4,0.4,0.3", "--std", "0.2"])
+        #expect(typo.status == 64)
+        #expect(typo.stderr.contains("--mean: 'O.4' is not a finite number"))
+        let infinite = try gmtool(["eval", Paths.fixture("seqcnn_k2.h5"), "--data", data, "--scale", "meanstd",
+                                   "--mean", "0.5", "--std", "inf"])
+        #expect(infinite.status == 64)
+        #expect(infinite.stderr.contains("--std: 'inf' is not a finite number"))
         let output = try gmtool(["grad", Paths.fixture("seqcnn_k2.h5"), "--data", data, "-o", Paths.fixture("seqcnn_k2.h5")])
         #expect(output.status != 0)
         #expect(output.stderr.contains("overwrite"))
