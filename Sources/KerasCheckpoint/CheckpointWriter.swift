@@ -25,7 +25,7 @@ public struct CheckpointEdits {
 /// goes in the folder of the link's target and replaces the target, and the link stays a link
 /// (as `cp` and the shell's `>` write through links). The temporary is registered with
 /// `Temporaries`, so a signal removes it, and the next write to the folder removes one a killed
-/// process left behind.
+/// process left behind. A replaced file's permission bits carry over to the new one.
 public func writeAtomically(to destination: String, _ body: (String) throws -> Void) throws {
     let target = try checkOutput(destination)
     Temporaries.removeStaleFiles(in: URL(fileURLWithPath: target).deletingLastPathComponent().path)
@@ -35,6 +35,12 @@ public func writeAtomically(to destination: String, _ body: (String) throws -> V
     defer { Temporaries.remove(file: temporary, slot: slot) }
     do { try body(temporary) } catch let error as HDF5Error { throw writeFailure(error, output: destination) }
     try syncToDisk(temporary, reportedAs: destination)
+    // A file that is replaced keeps its permission bits (`--in-place` on a read-only-for-others
+    // or group-writable checkpoint leaves it so); a new one gets 0666 less the umask.
+    var existing = stat()
+    if stat(target, &existing) == 0, chmod(temporary, existing.st_mode & 0o7777) != 0 {
+        throw CheckpointError(file: destination, problem: "cannot be given the permissions of the file it replaces (\(String(cString: strerror(errno))))")
+    }
     guard rename(temporary, target) == 0 else {
         throw CheckpointError(file: destination, problem: "cannot be replaced (\(String(cString: strerror(errno))))")
     }

@@ -78,9 +78,13 @@ import Testing
         let refused = try gmtool(["prune", copy, "--beta", "0.05", "-o", copy])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--in-place"))
+        // A mode that 0o666 less a umask never gives (others may read, the group may not), so a
+        // replacement created with the default mode shows.
+        try FileManager.default.setAttributes([.posixPermissions: 0o604], ofItemAtPath: copy)
         let done = try gmtool(["prune", copy, "--beta", "0.05", "-o", copy, "--in-place"])
         #expect(done.status == 0, "\(done.stderr)")
         #expect(try Checkpoint.open(copy).statistics().hasMasks)
+        #expect(try FileManager.default.attributesOfItem(atPath: copy)[.posixPermissions] as? Int == 0o604, "the replaced file keeps its mode")
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path) == ["copy.h5"], "no temporary file left")
     }
 
