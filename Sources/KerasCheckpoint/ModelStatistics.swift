@@ -110,9 +110,11 @@ extension Checkpoint {
     /// The stored precision; 4 (float32) when the weight's path is no dataset of this file (a sparse
     /// export keeps kernels in groups). A dataset that cannot be read fails when its values are.
     private func elementBytes(_ weight: CheckpointWeight) -> Int {
-        guard let dataset = try? file.root.dataset(weight.datasetPath),
-              case .float(let bits) = dataset.elementType else { return 4 }
-        return bits / 8
+        guard let dataset = try? file.root.dataset(weight.datasetPath) else { return 4 }
+        switch dataset.elementType {
+        case .float(let bits), .integer(let bits, _): return bits / 8  // Normalization's count is int64
+        default: return 4
+        }
     }
 }
 

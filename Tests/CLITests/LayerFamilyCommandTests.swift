@@ -40,6 +40,19 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: path("trained.h5")))
     }
 
+    /// Normalization's sample count is stored as int64 by Keras 2 and 3: 8 bytes a value in
+    /// `stats`, the float32 weights 4.
+    @Test(arguments: ["normalization_k2.h5", "normalization_k3.keras"])
+    func bytesFollowTheStoredType(fixture: String) throws {
+        let layers = try json(try gmtool(["stats", Paths.fixture(fixture), "--json"]))["layers"] as? [[String: Any]] ?? []
+        let counts = layers.filter { $0["role"] as? String == "count" }
+        #expect(!counts.isEmpty)
+        for row in layers {
+            let perValue = row["role"] as? String == "count" ? 8 : 4
+            #expect(row["bytes"] as? Int == (row["parameters"] as? Int ?? -1) * perValue, "\(row)")
+        }
+    }
+
     /// A frozen base (`base.trainable = False`) counts as non-trainable, as Keras counts it: only
     /// the Dense head's 16 x 10 + 10 parameters are trainable, in both formats.
     @Test(arguments: ["nested_frozen_k2.h5", "nested_frozen_k3.keras"])
