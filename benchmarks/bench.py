@@ -8,8 +8,10 @@ Sections
   stats       `gmtool stats` on the 13 MB MobileNet alpha 1.0 file vs an h5py script reading
               every weight (both whole processes, best and median of --repeats runs).
   throughput  images/s of inference and of the gradient pass, MobileNet alpha 1.0 and 0.5,
-              32x32, batch 100: gmtool vs TensorFlow 2.15 (tf.function) and PyTorch (if installed),
-              the peers timed by ../shared/bench/bench_peers.py on the same images. Also the
+              MobileNetV2 alpha 1.0 and ResNet-20 (benchmarks/make_family_models.py), 32x32,
+              batch 100: gmtool vs TensorFlow 2.15 (tf.function) and PyTorch (if installed; MobileNet
+              only), the peers timed by ../shared/bench/bench_peers.py (MobileNet) and
+              benchmarks/tf_infer.py (the other two) on the same images. Also the
               FLOP rate gmtool reaches against the machine's measured sgemm rate.
   rule        the pruning rule alone over 14 million float32 weights: gmtool's kernel vs NumPy
               (bench_peers.py --sections numpy, naive and preallocated) vs memcpy of the same arrays.
@@ -146,12 +148,37 @@ def sgemm_gflops():
     return float(run([PY, "-c", code]).stdout.split()[-1])
 
 
+# The throughput section's other families (benchmarks/make_family_models.py), label and file.
+FAMILY_MODELS = (("MobileNetV2 1.0", "mobilenetv2_a1.0.h5"), ("ResNet-20", "resnet20.h5"))
+
+
+def family_models():
+    """Writes MobileNetV2 and ResNet-20 with TensorFlow 2.15 once, under bench-out/families."""
+    folder = os.path.join(OUT, "families")
+    if not all(os.path.exists(os.path.join(folder, name)) for _, name in FAMILY_MODELS):
+        print("writing MobileNetV2 and ResNet-20 with TensorFlow 2.15 (make_family_models.py) ...", flush=True)
+        run([PY, os.path.join(ROOT, "benchmarks", "make_family_models.py"), folder], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return folder
+
+
+def gmtool_rate(model, kind, data, repeats):
+    """Best images/s of `gmtool eval` (inference) or `gmtool grad` (gradient) over `data`."""
+    best = 0.0
+    for _ in range(repeats + 1):
+        cmd = [GMTOOL, "eval" if kind == "inference" else "grad", model, "--data", data, "--json", "--quiet"]
+        if kind == "gradient":
+            cmd += ["-o", os.path.join(OUT, "grads.h5")]
+        best = max(best, json.loads(run(cmd).stdout)["images_per_second"])
+    return best
+
+
 def section_throughput(models, n, repeats, with_torch):
     data = os.path.join(OUT, f"random_{n}.bin")
     write_cifar_bin(data, n, seed=0)
     peers_out = os.path.join(OUT, "results-peers.json")
     sections = "tf,torch" if with_torch else "tf"
-    print(f"\n== throughput: {n} images, batch 100, best of {repeats} (peers: bench_peers.py --sections {sections})", flush=True)
+    print(f"\n== throughput: {n} images, batch 100, best of {repeats} (peers: bench_peers.py --sections {sections}; "
+          f"MobileNetV2 and ResNet-20: benchmarks/tf_infer.py)", flush=True)
     run([PY, os.path.join(PEERS, "bench_peers.py"), "--sections", sections, "--no-xla", "--n", str(n),
          "--repeats", str(repeats), "--out", peers_out], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     peers = json.load(open(peers_out))
@@ -159,29 +186,36 @@ def section_throughput(models, n, repeats, with_torch):
     for r in peers.get("results", peers if isinstance(peers, list) else []):
         if isinstance(r, dict) and "images_per_s" in r:
             rows[(r["section"], r["name"], float(r["alpha"]))] = r["images_per_s"]
+
+    def peer(section, alpha, kind):
+        keys = [k for k in rows if k[0] == section and k[2] == alpha and (("grad" in k[1]) == (kind == "gradient"))
+                and "xla" not in k[1] and "predict" not in k[1]]
+        return rows[keys[0]] if keys else float("nan")
+
+    # (label, checkpoint, TensorFlow's rate for a pass, PyTorch's)
+    lines = [(f"MobileNet {alpha}", os.path.join(models, f"mobilenet_a{alpha}_top.h5"),
+              lambda kind, alpha=alpha: peer("tf", alpha, kind), lambda kind, alpha=alpha: peer("torch", alpha, kind))
+             for alpha in (1.0, 0.5)]
+    folder = family_models()
+    for label, name in FAMILY_MODELS:
+        path = os.path.join(folder, name)
+        lines.append((label, path,
+                      lambda kind, path=path: json.loads(run([PY, os.path.join(ROOT, "benchmarks", "tf_infer.py"), path, data, "100", str(n), kind],
+                                                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout)["images_per_second"],
+                      lambda kind: float("nan")))
     peak = sgemm_gflops()
     results = {"sgemm_gflops": peak, "rows": []}
-    print(f"{'alpha':<7}{'pass':<11}{'gmtool img/s':>14}{'TF img/s':>12}{'torch img/s':>13}{'gmtool GFLOP/s':>16}{'% of sgemm':>12}")
-    for alpha in (1.0, 0.5):
-        model = os.path.join(models, f"mobilenet_a{alpha}_top.h5")
+    print(f"{'model':<17}{'pass':<11}{'gmtool img/s':>14}{'TF img/s':>12}{'torch img/s':>13}{'gmtool GFLOP/s':>16}{'% of sgemm':>12}")
+    for label, model, tf_rate, torch_rate in lines:
         macs = macs_per_image(model)
         for kind in ("inference", "gradient"):
-            best = 0.0
-            for _ in range(repeats + 1):
-                cmd = [GMTOOL, "eval" if kind == "inference" else "grad", model, "--data", data, "--json", "--quiet"]
-                if kind == "gradient":
-                    cmd += ["-o", os.path.join(OUT, "grads.h5")]
-                best = max(best, json.loads(run(cmd).stdout)["images_per_second"])
-            tf_key = [k for k in rows if k[0] == "tf" and k[2] == alpha and (("grad" in k[1]) == (kind == "gradient"))
-                      and "xla" not in k[1] and "predict" not in k[1]]
-            torch_key = [k for k in rows if k[0] == "torch" and k[2] == alpha and (("grad" in k[1]) == (kind == "gradient"))]
-            tf_ips = rows[tf_key[0]] if tf_key else float("nan")
-            torch_ips = rows[torch_key[0]] if torch_key else float("nan")
+            best = gmtool_rate(model, kind, data, repeats)
+            tf_ips, torch_ips = tf_rate(kind), torch_rate(kind)
             # Backward costs about twice the forward (input and weight gradients).
             flops = 2 * macs * (1 if kind == "inference" else 3)
             gflops = best * flops / 1e9
-            print(f"{alpha:<7}{kind:<11}{best:>14,.0f}{tf_ips:>12,.0f}{torch_ips:>13,.0f}{gflops:>16.1f}{100 * gflops / peak:>11.0f}%")
-            results["rows"].append({"alpha": alpha, "pass": kind, "gmtool": best, "tf": tf_ips, "torch": torch_ips,
+            print(f"{label:<17}{kind:<11}{best:>14,.0f}{tf_ips:>12,.0f}{torch_ips:>13,.0f}{gflops:>16.1f}{100 * gflops / peak:>11.0f}%", flush=True)
+            results["rows"].append({"model": label, "pass": kind, "gmtool": best, "tf": tf_ips, "torch": torch_ips,
                                     "macs_per_image": macs, "gmtool_gflops": gflops})
     print(f"machine sgemm rate (NumPy/OpenBLAS 2048^3, 2 cores): {peak:.0f} GFLOP/s; FLOPs counted as 2 x MACs "
           f"(gradient pass: 3x the forward)")
