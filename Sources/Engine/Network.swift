@@ -26,8 +26,8 @@ final class Workspace: @unchecked Sendable {
         nodeCounts = nodes.map(\.count)
         activations = nodes.map { .allocate(capacity: max(1, $0.count * capacity)) }
         nodeGradients = withGradients ? nodes.map { .allocate(capacity: max(1, $0.count * capacity)) } : []
-        let scratchCount = nodes.map { $0.operation.scratchPerSample }.max() ?? 0
-        scratch = scratchCount > 0 ? .allocate(capacity: scratchCount * capacity) : nil
+        let scratchCount = nodes.map { $0.operation.scratchCount(batch: capacity) }.max() ?? 0
+        scratch = scratchCount > 0 ? .allocate(capacity: scratchCount) : nil
         parameterCounts = trainable.map { $0.weight.elementCount }
         slots = Dictionary(uniqueKeysWithValues: trainable.enumerated().map { (ObjectIdentifier($1), $0) })
         parameterGradients = withGradients ? trainable.map { .allocate(capacity: max(1, $0.weight.elementCount)) } : []
@@ -36,9 +36,10 @@ final class Workspace: @unchecked Sendable {
 
     /// Bytes a workspace of this shape holds, for the memory check before allocating.
     static func bytes(nodes: [Node], trainable: [Parameter], capacity: Int, withGradients: Bool) -> Int {
-        let perSample = nodes.reduce(0) { $0 + $1.count } * (withGradients ? 2 : 1) + (nodes.map { $0.operation.scratchPerSample }.max() ?? 0)
+        let perSample = nodes.reduce(0) { $0 + $1.count } * (withGradients ? 2 : 1)
+        let scratch = nodes.map { $0.operation.scratchCount(batch: capacity) }.max() ?? 0
         let parameters = withGradients ? trainable.reduce(0) { $0 + $1.weight.elementCount } : 0
-        return (perSample * capacity + parameters) * MemoryLayout<Float>.size
+        return (perSample * capacity + scratch + parameters) * MemoryLayout<Float>.size
     }
 
     deinit {

@@ -26,8 +26,8 @@ struct PassContext {
 protocol Operation: AnyObject {
     /// Weights read by this operation.
     var parameters: [Parameter] { get }
-    /// Floats of scratch per sample the forward/backward need.
-    var scratchPerSample: Int { get }
+    /// Floats of scratch the forward/backward need for a chunk of `batch` samples.
+    func scratchCount(batch: Int) -> Int
     func forward(_ context: PassContext)
     func backward(_ context: PassContext)
     /// Recomputes anything derived from the parameters (BatchNorm's folded scale and shift).
@@ -36,7 +36,7 @@ protocol Operation: AnyObject {
 }
 
 extension Operation {
-    var scratchPerSample: Int { 0 }
+    func scratchCount(batch: Int) -> Int { 0 }
     func parametersChanged() {}
     var parameters: [Parameter] { [] }
 }
@@ -74,7 +74,7 @@ final class ConvolutionOperation: Operation {
     }
 
     var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
-    var scratchPerSample: Int { conv2dScratchCount(geometry, inputChannels: inputChannels, batch: 1) * rowsPerSample }
+    func scratchCount(batch: Int) -> Int { conv2dScratchCount(geometry, inputChannels: inputChannels, batch: batch * rowsPerSample) }
     /// Rows of the matrix product per image (output positions times Dense's leading axes).
     var rowsPerImage: Int { rowsPerSample * geometry.outputHeight * geometry.outputWidth }
     var patch: Int { geometry.kernelHeight * geometry.kernelWidth * inputChannels }
@@ -97,15 +97,20 @@ final class ConvolutionOperation: Operation {
 
     func forward(_ c: PassContext) {
         if let sparse, runsSparse(batch: c.batch) {
-            let batch = c.batch * rowsPerSample
-            var columnsInput = UnsafePointer(c.inputs[0])
-            if !geometry.isPointwise {
-                im2col(c.scratch!, c.inputs[0], batch: batch, geometry, channels: inputChannels)
-                columnsInput = UnsafePointer(c.scratch!)
+            let rows = c.batch * rowsPerSample * geometry.outputHeight * geometry.outputWidth
+            let bias = bias.map { UnsafePointer($0.pointer) }
+            if geometry.isPointwise {
+                csrMatmulForward(output: c.output, input: c.inputs[0], rows: rows, inputs: patch, outputs: outputChannels,
+                                 rowOffsets: sparse.rowOffsets, columns: sparse.columns, values: sparse.values, bias: bias)
+                return
             }
-            csrMatmulForward(output: c.output, input: columnsInput, rows: batch * geometry.outputHeight * geometry.outputWidth,
-                             inputs: patch, outputs: outputChannels, rowOffsets: sparse.rowOffsets, columns: sparse.columns,
-                             values: sparse.values, bias: bias.map { UnsafePointer($0.pointer) })
+            // Tile by tile, as conv2dForward (each output row depends on its own columns alone).
+            forEachTile(rows: rows, patch: patch) { tile in
+                im2col(c.scratch!, c.inputs[0], rows: tile, geometry, channels: inputChannels)
+                csrMatmulForward(output: c.output + tile.lowerBound * outputChannels, input: c.scratch!, rows: tile.count,
+                                 inputs: patch, outputs: outputChannels, rowOffsets: sparse.rowOffsets, columns: sparse.columns,
+                                 values: sparse.values, bias: bias)
+            }
             return
         }
         conv2dForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },

@@ -70,6 +70,74 @@ import Testing
     }
 }
 
+/// A convolution whose im2col columns exceed `convolutionTileFloats` runs in tiles of output rows
+/// (the boundary falls inside an output row, and the last tile is short): forward and all three
+/// gradients against a Double reference over the same images. Float32 sums of n terms in any order
+/// are within n * 2^-24 * (sum of the terms' magnitudes) of the exact sum (Higham, 3.1; an FMA only
+/// rounds less), so each entry is checked against that bound computed beside it in Double.
+@Suite struct TiledConvolutionTests {
+    @Test(arguments: [(1, true), (2, false)])
+    func tilesAgreeWithADoubleReference(stride: Int, same: Bool) {
+        let (batch, h, w, cin, cout, k) = (stride == 1 ? 4 : 20, 32, 32, 16, 19, 3)
+        let g = WindowGeometry(inputHeight: h, inputWidth: w, kernelHeight: k, kernelWidth: k, strideHeight: stride,
+                               strideWidth: stride, padding: same ? .same : .valid)
+        let rows = batch * g.outputHeight * g.outputWidth, patch = k * k * cin
+        let tile = convolutionTileRows(rows: rows, patch: patch)
+        #expect(tile < rows && rows % tile != 0 && tile % g.outputWidth != 0, "more than one tile, a short last one, a split row")
+        var random = SeededRandom(seed: UInt64(17 + stride))
+        let input = random.array(batch * h * w * cin), kernel = random.array(patch * cout, scale: 0.2)
+        let bias = random.array(cout), probe = random.array(rows * cout)
+        var output = [Float](repeating: 0, count: rows * cout)
+        var scratch = [Float](repeating: 0, count: conv2dScratchCount(g, inputChannels: cin, batch: batch))
+        #expect(scratch.count == tile * patch)
+        conv2dForward(output: &output, input: input, kernel: kernel, bias: bias, scratch: &scratch, batch: batch,
+                      geometry: g, inputChannels: cin, outputChannels: cout)
+        var dx = [Float](repeating: 0, count: input.count), dk = [Float](repeating: 0, count: kernel.count)
+        var db = [Float](repeating: 0, count: cout)
+        conv2dBackward(inputGradient: &dx, kernelGradient: &dk, biasGradient: &db, outputGradient: probe, input: input,
+                       kernel: kernel, scratch: &scratch, batch: batch, geometry: g, inputChannels: cin, outputChannels: cout)
+
+        // The reference: every (output row, window tap, channel) product, summed in Double with its magnitude.
+        var y = [Double](repeating: 0, count: rows * cout), yMagnitude = y
+        var rdx = [Double](repeating: 0, count: input.count), rdxMagnitude = rdx
+        var rdk = [Double](repeating: 0, count: kernel.count), rdkMagnitude = rdk
+        for row in 0..<rows {
+            let n = row / (g.outputHeight * g.outputWidth), oh = row / g.outputWidth % g.outputHeight, ow = row % g.outputWidth
+            for o in 0..<cout { y[row * cout + o] = Double(bias[o]); yMagnitude[row * cout + o] = abs(Double(bias[o])) }
+            for i in 0..<k {
+                let ih = oh * stride - g.padTop + i
+                guard ih >= 0 && ih < h else { continue }
+                for j in 0..<k {
+                    let iw = ow * stride - g.padLeft + j
+                    guard iw >= 0 && iw < w else { continue }
+                    for c in 0..<cin {
+                        let xi = ((n * h + ih) * w + iw) * cin + c, ki = ((i * k + j) * cin + c) * cout
+                        let x = Double(input[xi])
+                        for o in 0..<cout {
+                            let wv = Double(kernel[ki + o]), dy = Double(probe[row * cout + o])
+                            y[row * cout + o] += x * wv; yMagnitude[row * cout + o] += abs(x * wv)
+                            rdx[xi] += dy * wv; rdxMagnitude[xi] += abs(dy * wv)
+                            rdk[ki + o] += dy * x; rdkMagnitude[ki + o] += abs(dy * x)
+                        }
+                    }
+                }
+            }
+        }
+        let u = pow(2.0, -24.0)
+        func worst(_ got: [Float], _ exact: [Double], _ magnitude: [Double], terms: Int) -> Double {
+            zip(zip(got, exact), magnitude).map { abs(Double($0.0) - $0.1) / (Double(terms) * u * $1 + 1e-30) }.max() ?? 0
+        }
+        // Output: patch products and the bias; dX: each input is in at most k*k windows of cout
+        // outputs (and added once per window, as col2im adds); dK: one product per output row.
+        #expect(worst(output, y, yMagnitude, terms: patch + 1) <= 1)
+        #expect(worst(dx, rdx, rdxMagnitude, terms: k * k * (cout + 1)) <= 1)
+        #expect(worst(dk, rdk, rdkMagnitude, terms: rows + 1) <= 1)
+        let rdb = (0..<cout).map { o in (0..<rows).reduce(0.0) { $0 + Double(probe[$1 * cout + o]) } }
+        let rdbMagnitude = (0..<cout).map { o in (0..<rows).reduce(0.0) { $0 + abs(Double(probe[$1 * cout + o])) } }
+        #expect(worst(db, rdb, rdbMagnitude, terms: rows + 1) <= 1)
+    }
+}
+
 @Suite struct DepthwiseTests {
     @Test func handComputedDepthwise() {
         // 2 channels, 2x2 image, 2x2 kernel, valid: one output per channel = dot of window and kernel.
