@@ -120,6 +120,58 @@ public struct TrainingError: Error, CustomStringConvertible, Sendable {
 
 private let stateGroup = "/gmtool_training"
 
+/// Where the paper's pruning steps take dC/dw from when it is not computed by the run itself:
+/// `folder/grads-epoch-<e>.h5` for the step after epoch e, a file `gmtool grad` (or `gmtool
+/// merge` of its shards) wrote on the run's checkpoint of that epoch, with the run's scaling.
+public struct PruningGradientFiles: Sendable {
+    public var folder: String
+    /// `InputScaling.description` of the validation images, which the file must record.
+    public var scaling: String
+
+    public init(folder: String, scaling: String) {
+        self.folder = folder
+        self.scaling = scaling
+    }
+
+    /// The file for the pruning step after `epoch` (1-based).
+    public func path(afterEpoch epoch: Int) -> String {
+        (folder as NSString).appendingPathComponent(PruningGradientFiles.fileName(afterEpoch: epoch))
+    }
+
+    public static func fileName(afterEpoch epoch: Int) -> String { "grads-epoch-\(epoch).h5" }
+}
+
+/// A pruning step's gradient file is not there yet: the run saved its checkpoint with the epoch
+/// trained and not yet pruned (`--resume` continues from it) and stopped.
+public struct PruningGradientsNeeded: Error, Sendable {
+    public var epoch: Int
+    /// The file the step reads.
+    public var file: String
+    /// The checkpoint just written: the weights the gradients must be taken on.
+    public var checkpoint: String
+    /// The images of the validation source the step uses (`--prune-images`, else all).
+    public var images: Int
+}
+
+/// An epoch whose training steps are done and whose pruning step waits for its gradient file:
+/// saved with the checkpoint, so a resumed run prunes, evaluates and logs it as the
+/// uninterrupted run did.
+struct TrainedEpoch: Codable, Equatable {
+    var epoch: Int
+    var loss: Double
+    var trainAccuracy: Double
+    var learningRate: Double
+    /// Seconds spent on the epoch by the runs that stopped before its pruning step (0 while
+    /// it runs uninterrupted), and its training steps' images per second.
+    var seconds: Double
+    var trainImagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, loss, trainAccuracy = "train_accuracy", learningRate = "learning_rate", seconds
+        case trainImagesPerSecond = "train_images_per_second"
+    }
+}
+
 /// Trains a model with the paper's pruning schedule, writing a Keras checkpoint with masks and
 /// the full training state (optimizer slots, epoch, log) after every epoch. The model (through
 /// `network.model`) holds the weights, masks and slots; pruning is the same `prune` step that
@@ -136,10 +188,19 @@ public final class Trainer {
     let trainable: [Parameter]
     /// The last pruning step of this run, for the masks' attributes.
     private var lastPruning: PruningReport?
+    /// The paper's pruning steps read dC/dw from these files instead of computing it (nil:
+    /// computed). Not a setting of the run: both give the same bits.
+    let gradientFiles: PruningGradientFiles?
+    /// An epoch trained whose pruning step waits for its gradient file (saved, and restored).
+    private var pending: TrainedEpoch?
+
+    /// The batch size of the pruning steps' gradient passes over the validation images (what
+    /// `gmtool grad --batch-size` must be given to compute the same bits).
+    public static let pruningBatchSize = 200
 
     /// `network.model` is where the run starts from (or, to resume, the run's own output).
     public init(network: Network, training: TrainingImageSource, validation: ImageBatchSource,
-                settings: TrainingSettings, resume: Bool) throws {
+                settings: TrainingSettings, resume: Bool, gradientFiles: PruningGradientFiles? = nil) throws {
         if let layer = network.trainingOnlyLayers.first {
             throw CheckpointError(file: network.checkpoint.path,
                                   problem: "layer \(layer), and gmtool train does not apply it; train a model without it (gmtool's --augment does pad/crop/flip) or train with Keras")
@@ -152,6 +213,7 @@ public final class Trainer {
         self.settings = settings
         optimizer = Optimizer(settings: settings.optimizer)
         trainable = network.trainableParameters
+        self.gradientFiles = gradientFiles
         if resume { try restoreState() }
     }
 
@@ -201,11 +263,25 @@ public final class Trainer {
                 restored.append((parameter, slot, values))
             }
         }
+        // An epoch trained and saved before its pruning step (absent otherwise).
+        var trained: TrainedEpoch?
+        if let text = try source.extraAttribute(group: stateGroup, "trained_epoch"), !text.isEmpty {
+            guard let value = try? decoder.decode(TrainedEpoch.self, from: Data(text.utf8)) else { throw damaged("trained_epoch") }  // reported as damage to the attribute
+            guard value.epoch == epochs + 1, settings.prunes(afterEpoch: value.epoch) else {
+                throw TrainingError("\(file): \(stateGroup) attribute trained_epoch names epoch \(value.epoch) after \(epochs) completed epoch(s), which is not a pruning epoch waiting for its step; the training state is damaged")
+            }
+            trained = value
+        }
         // Only once everything has been read and checked.
         for (parameter, slot, values) in restored { _ = parameter.slot(slot).update(fromContentsOf: values) }
         optimizer.restore(iterations: iterations)
         history = log
+        pending = trained
     }
+
+    /// The epoch whose training steps are done and whose pruning step waits for its gradient
+    /// file, in a run resumed from such a checkpoint (nil otherwise).
+    public var trainedEpochWaitingForPruning: Int? { pending?.epoch }
 
     public var completedEpochs: Int { history.count }
 
@@ -213,6 +289,8 @@ public final class Trainer {
 
     /// Runs the remaining epochs. `progress(epoch, done, total)` after each batch; `epochDone`
     /// after each epoch's checkpoint is written.
+    /// With `gradientFiles`, a pruning step whose file is absent saves the checkpoint with the
+    /// epoch trained and not yet pruned, and throws `PruningGradientsNeeded`.
     public func run(output: String, progress: (Int, Int, Int) -> Void = { _, _, _ in },
                     epochDone: (EpochRecord) throws -> Void = { _ in }, log: (String) -> Void = { _ in }) throws {
         let batch = settings.batchSize
@@ -222,50 +300,78 @@ public final class Trainer {
         while completedEpochs < settings.epochs {
             let epoch = completedEpochs + 1
             let start = Date()
-            // The epoch's order and augmentation depend only on (seed, epoch): a resumed run
-            // draws exactly what the uninterrupted one drew.
-            var random = SplitMix64(seed: settings.seed &+ UInt64(epoch) &* 0x2545_F491_4F6C_DD1D)
-            var order = Array(0..<training.count)
-            order.shuffle(using: &random)
-            var totals = PassTotals()
-            let learningRate = optimizer.currentLearningRate
-            for (step, offset) in stride(from: 0, to: order.count, by: batch).enumerated() {
-                let indices = order[offset..<min(offset + batch, order.count)]
-                images.withUnsafeMutableBufferPointer { x in
-                    labels.withUnsafeMutableBufferPointer { y in
-                        training.fill(indices: indices, images: x.baseAddress!, labels: y.baseAddress!, augment: settings.augment,
-                                      random: &random)
-                    }
-                }
-                let seed = settings.seed ^ (UInt64(epoch) << 40) ^ UInt64(step)
-                let result = images.withUnsafeBufferPointer { x in
-                    labels.withUnsafeBufferPointer { y in
-                        network.pass(images: x.baseAddress!, labels: y.baseAddress!, count: indices.count,
-                                     accumulateGradients: true, trainingSeed: seed)
-                    }
-                }
-                totals = totals + result
-                network.withMeanGradients(imageCount: indices.count) { gradients in
-                    optimizer.step(trainable, gradients: gradients)
-                }
-                progress(epoch, min(offset + batch, order.count), order.count)
+            let trained: TrainedEpoch
+            if let pending, pending.epoch == epoch {
+                trained = pending  // trained before the run stopped for the pruning step's gradients
+            } else {
+                trained = try trainEpoch(epoch, images: &images, labels: &labels, progress: progress)
             }
-            let trainSeconds = Date().timeIntervalSince(start)
             var pruned = 0
             if settings.prunes(afterEpoch: epoch) {
+                if let gradientFiles, settings.gradual == nil, settings.beta != nil, settings.gamma.isFinite,
+                   !FileManager.default.fileExists(atPath: gradientFiles.path(afterEpoch: epoch)) {
+                    // The checkpoint of the weights the step needs dC/dw of; a resumed run continues here.
+                    pending = trained
+                    pending!.seconds = trained.seconds + Date().timeIntervalSince(start)
+                    try save(to: output)
+                    throw PruningGradientsNeeded(epoch: epoch, file: gradientFiles.path(afterEpoch: epoch), checkpoint: output,
+                                                 images: pruningImages)
+                }
                 pruned = try pruneNow(afterEpoch: epoch, log: log)
             }
             let evaluation = try network.evaluate(validation, batchSize: 200)
             let record = EpochRecord(
-                epoch: epoch, loss: totals.meanLoss, trainAccuracy: totals.top1Accuracy, validationLoss: evaluation.meanLoss,
-                validationAccuracy: evaluation.top1Accuracy, learningRate: learningRate, prunedThisEpoch: pruned,
-                sparsity: sparsity(), seconds: Date().timeIntervalSince(start),
-                trainImagesPerSecond: Double(order.count) / max(trainSeconds, 1e-9))
+                epoch: epoch, loss: trained.loss, trainAccuracy: trained.trainAccuracy, validationLoss: evaluation.meanLoss,
+                validationAccuracy: evaluation.top1Accuracy, learningRate: trained.learningRate, prunedThisEpoch: pruned,
+                sparsity: sparsity(), seconds: trained.seconds + Date().timeIntervalSince(start),
+                trainImagesPerSecond: trained.trainImagesPerSecond)
+            pending = nil
             history.append(record)
             try save(to: output)
             try epochDone(record)
         }
     }
+
+    /// Epoch `epoch`'s training steps.
+    private func trainEpoch(_ epoch: Int, images: inout [Float], labels: inout [Int32],
+                            progress: (Int, Int, Int) -> Void) throws -> TrainedEpoch {
+        let batch = settings.batchSize
+        let start = Date()
+        // The epoch's order and augmentation depend only on (seed, epoch): a resumed run
+        // draws exactly what the uninterrupted one drew.
+        var random = SplitMix64(seed: settings.seed &+ UInt64(epoch) &* 0x2545_F491_4F6C_DD1D)
+        var order = Array(0..<training.count)
+        order.shuffle(using: &random)
+        var totals = PassTotals()
+        let learningRate = optimizer.currentLearningRate
+        for (step, offset) in stride(from: 0, to: order.count, by: batch).enumerated() {
+            let indices = order[offset..<min(offset + batch, order.count)]
+            images.withUnsafeMutableBufferPointer { x in
+                labels.withUnsafeMutableBufferPointer { y in
+                    training.fill(indices: indices, images: x.baseAddress!, labels: y.baseAddress!, augment: settings.augment,
+                                  random: &random)
+                }
+            }
+            let seed = settings.seed ^ (UInt64(epoch) << 40) ^ UInt64(step)
+            let result = images.withUnsafeBufferPointer { x in
+                labels.withUnsafeBufferPointer { y in
+                    network.pass(images: x.baseAddress!, labels: y.baseAddress!, count: indices.count,
+                                 accumulateGradients: true, trainingSeed: seed)
+                }
+            }
+            totals = totals + result
+            network.withMeanGradients(imageCount: indices.count) { gradients in
+                optimizer.step(trainable, gradients: gradients)
+            }
+            progress(epoch, min(offset + batch, order.count), order.count)
+        }
+        let trainSeconds = Date().timeIntervalSince(start)
+        return TrainedEpoch(epoch: epoch, loss: totals.meanLoss, trainAccuracy: totals.top1Accuracy, learningRate: learningRate,
+                            seconds: 0, trainImagesPerSecond: Double(order.count) / max(trainSeconds, 1e-9))
+    }
+
+    /// The validation images each pruning gradient is taken over.
+    private var pruningImages: Int { min(settings.pruneImages ?? validation.count, validation.count) }
 
     /// The paper's step with dC/dw over the validation split (inference-mode BatchNorm, as
     /// `gmtool prune`).
@@ -288,14 +394,33 @@ public final class Trainer {
         guard let beta = settings.beta else { return 0 }
         let targets = try pruningSettings.targets(in: source)
         var gradients: [CheckpointWeight: [Float]] = [:]
-        if settings.gamma.isFinite {
-            let data = LimitedSource(base: validation, limit: settings.pruneImages ?? validation.count)
-            for (weight, values) in try network.gradients(data, batchSize: 200).gradients { gradients[weight] = values }
+        if settings.gamma.isFinite, let gradientFiles {
+            gradients = try readGradientFile(gradientFiles, afterEpoch: epoch, weights: targets.map(\.weight))
+            log("pruning after epoch \(epoch) with the gradients in \(gradientFiles.path(afterEpoch: epoch))")
+        } else if settings.gamma.isFinite {
+            let data = LimitedSource(base: validation, limit: pruningImages)
+            for (weight, values) in try network.gradients(data, batchSize: Trainer.pruningBatchSize).gradients { gradients[weight] = values }
         }
         let report = try prune(model, targets: targets, gradients: gradients)
         lastPruning = report
         log("pruned \(report.prunedNow) weights (beta \(beta), gamma \(settings.gamma)); sparsity now \(String(format: "%.2f%%", sparsity() * 100))")
         return report.prunedNow
+    }
+
+    /// dC/dw of `weights` from the step's gradient file, which must have been taken on exactly
+    /// the model's weights now, over as many images and with the same scaling as the step uses.
+    private func readGradientFile(_ files: PruningGradientFiles, afterEpoch epoch: Int, weights: [CheckpointWeight]) throws -> [CheckpointWeight: [Float]] {
+        let path = files.path(afterEpoch: epoch)
+        let gradients = try GradientFile.read(path, for: weights, weightsDigest: model.weightsDigest)
+        let images = GradientFile.attribute(path, "images").flatMap(Double.init).map(Int.init)
+        guard images == pruningImages else {
+            throw TrainingError("\(path): holds dC/dw over \(images.map(String.init) ?? "an unknown number of") images; the pruning step after epoch \(epoch) takes it over \(pruningImages) validation images")
+        }
+        let scaling = GradientFile.attribute(path, "scaling")
+        guard scaling == files.scaling else {
+            throw TrainingError("\(path): was taken with scaling \(scaling ?? "(none recorded)"); this run scales its images \(files.scaling)")
+        }
+        return gradients
     }
 
     public func sparsity() -> Double { model.sparsity }
@@ -331,6 +456,8 @@ public final class Trainer {
             "history": String(decoding: try encoder.encode(history), as: UTF8.self),
             "iterations": String(optimizer.iterations), "completed_epochs": String(completedEpochs),
         ]
+        // Always written ("" when no epoch waits), so it replaces the one a paused run wrote.
+        extra.extraAttributes[stateGroup]!["trained_epoch"] = try pending.map { String(decoding: try encoder.encode($0), as: UTF8.self) } ?? ""
         try model.save(to: output, pruning: pruning, kernelAttributes: lastPruning?.maskAttributes ?? [:], extra: extra)
     }
 }

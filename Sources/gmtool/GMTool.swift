@@ -18,7 +18,8 @@ struct GMTool: ParsableCommand {
 
     /// Runs the command. Every user error is reported as `gmtool: error: <file or object>:
     /// <problem>`: a problem with a file is that one line and exit status 1; a problem with the
-    /// command line is that line followed by the command's usage, exit status 64. SIGINT, SIGTERM
+    /// command line is that line followed by the command's usage, exit status 64; a command that
+    /// pauses for a file it needs (`CommandPause`) prints what to do and exits 75. SIGINT, SIGTERM
     /// and SIGHUP remove the temporaries first (exit 128 + the signal).
     static func main() {
         Temporaries.removeOnSignals()
@@ -34,6 +35,11 @@ struct GMTool: ParsableCommand {
             CommandChecks.enabled = true
             var command = try parseAsRoot(arguments)
             try command.run()
+        } catch let pause as CommandPause {
+            // Not an error: the command stopped at a documented point and says how to go on.
+            FileHandle.standardError.write(Data("gmtool: \(pause.message)\n".utf8))
+            fflush(nil)
+            _exit(pause.status)
         } catch let error as UserFacingError {
             FileHandle.standardError.write(Data("gmtool: error: \(error.description)\n".utf8))
             // _exit, not exit: the temporaries are gone already, and libhdf5 1.10's own exit
@@ -93,6 +99,16 @@ enum CommandChecks {
 protocol UserFacingError: Error, CustomStringConvertible {}
 extension CheckpointError: UserFacingError {}
 extension HDF5Error: UserFacingError {}
+
+/// A command that stopped, its outputs written, until something it needs exists (`train
+/// --prune-gradients-from`): the one line saying what to do, and an exit status of its own.
+struct CommandPause: Error {
+    /// EX_TEMPFAIL (sysexits.h): try again later; neither success (0), a failure (1) nor a
+    /// usage error (64).
+    static let temporaryFailure: Int32 = 75
+    var message: String
+    var status: Int32 = CommandPause.temporaryFailure
+}
 
 /// A problem with the command line or its files found by the command itself.
 struct CommandError: UserFacingError {

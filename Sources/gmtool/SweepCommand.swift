@@ -12,7 +12,8 @@ struct SweepCommand: ParsableCommand {
         commandName: "sweep",
         abstract: "Prune a copy of the model at every (beta, gamma) of a grid and measure each: the paper's Figure 1.",
         discussion: """
-            One gradient pass over --data (default: the validation split), then each point of the \
+            One gradient pass over --data (default: the validation split), or dC/dw from a \
+            --gradients file, then each point of the \
             grid applied to a copy of the model in memory (the original is restored between \
             points) and evaluated on --eval-data (default: the --data images). Grids are lists of \
             numbers and ranges: a:b:n (n values, a and b included), a:b:n:log (log-spaced), \
@@ -37,6 +38,9 @@ struct SweepCommand: ParsableCommand {
 
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var shardOptions: ShardOptions
+
+    @Option(name: .long, help: "Take dC/dw from a file `gmtool grad` (or `gmtool merge` of its shards) wrote on this model instead of a gradient pass over --data; checked as `prune --gradients` checks it. Needs --eval-data.")
+    var gradients: String?
 
     @Option(name: .long, parsing: .upToNextOption, help: "Evaluate every point on this data (the forms --data takes; default: the --data images).")
     var evalData: [String] = []
@@ -80,7 +84,12 @@ struct SweepCommand: ParsableCommand {
             throw ValidationError("the grid has \(grid.points.count) points (more than \(Self.pointLimit)); add --yes to run it")
         }
         if !(maxDrop >= 0) || !maxDrop.isFinite { throw ValidationError("--max-drop must be a number >= 0 (percentage points)") }
-        if grid.gammas.contains(where: \.isFinite) && dataOptions.data.isEmpty {
+        if let gradients {
+            // prune --gradients' rules: the file replaces the gradient pass, so --data has no use.
+            if !grid.gammas.contains(where: \.isFinite) { throw ValidationError("--gradients \(gradients) is used only with a finite --gamma; with gamma = inf only the rule is magnitude-only") }
+            if !dataOptions.data.isEmpty { throw ValidationError("--data is not used with --gradients (the gradients come from \(gradients)); give the evaluation images with --eval-data") }
+            if evalData.isEmpty { throw ValidationError("--gradients \(gradients) needs --eval-data (the images each point is evaluated on)") }
+        } else if grid.gammas.contains(where: \.isFinite) && dataOptions.data.isEmpty {
             throw ValidationError("a finite --gamma needs --data (the images for dC/dw)")
         }
         if dataOptions.data.isEmpty && evalData.isEmpty { throw ValidationError("give --data or --eval-data (the images each point is evaluated on)") }
@@ -126,16 +135,22 @@ struct SweepCommand: ParsableCommand {
         let network = try dataOptions.network(working, for: gradientData ?? evaluation)
         try dataOptions.check(network, evaluation)
 
-        var gradients: [CheckpointWeight: [Float]] = [:]
+        var byWeight: [CheckpointWeight: [Float]] = [:]
         var gradientSeconds = 0.0, gradientImages = 0
-        if usesGradient, let gradientData {
+        var gradientSource: [String] = gradientData?.sourceFiles ?? []
+        if usesGradient, let file = gradients {
+            // The same reading and checks as `prune --gradients` (marker, weights digest, shapes, finite).
+            byWeight = try GradientFile.read(file, for: targets.map(\.weight), weightsDigest: original.weightsDigest)
+            gradientImages = Int(Double(GradientFile.attribute(file, "images") ?? "") ?? 0)
+            gradientSource = [file]
+        } else if usesGradient, let gradientData {
             let bar = ProgressBar(total: gradientData.count, label: "gradients", quiet: quiet || (json && !progress))
             let report = try network.gradients(gradientData, batchSize: dataOptions.batchSize, progress: bar.update)
-            gradients = Dictionary(uniqueKeysWithValues: report.gradients.map { ($0.weight, $0.values) })
+            byWeight = Dictionary(uniqueKeysWithValues: report.gradients.map { ($0.weight, $0.values) })
             gradientSeconds = report.seconds
             gradientImages = report.images
         }
-        let explorer = PruningExplorer(original: original, working: working, network: network, targets: targets, gradients: gradients,
+        let explorer = PruningExplorer(original: original, working: working, network: network, targets: targets, gradients: byWeight,
                                        evaluation: evaluation, batchSize: dataOptions.batchSize)
         let baseline = try explorer.baseline()
         let points = plan.map { Array(grid.points[$0.images]) } ?? grid.points
@@ -147,7 +162,7 @@ struct SweepCommand: ParsableCommand {
         // A shard selects nothing: the merge selects among all points.
         let selected = plan != nil ? nil : sparsestWithin(outcomes, baseline: baseline.top1Accuracy, maxDrop: maxDrop / 100)
         let result = SweepResult(
-            model: original.path, gradientData: usesGradient ? gradientData?.sourceFiles ?? [] : [], gradientImages: gradientImages,
+            model: original.path, gradientData: usesGradient ? gradientSource : [], gradientImages: gradientImages,
             evaluationData: evaluation.sourceFiles, evaluationImages: baseline.images, baselineTop1: baseline.top1Accuracy,
             baselineTop5: baseline.top5Accuracy, baselineLoss: baseline.meanLoss, baselineSparsity: original.sparsity,
             betas: grid.betas, gammas: grid.gammas, points: outcomes, maxDrop: maxDrop / 100, selected: selected,
@@ -156,7 +171,8 @@ struct SweepCommand: ParsableCommand {
             let evaluationDigest = try dataFilesDigest(evaluation.files)
             let provenance = ShardProvenance(
                 weightsDigest: original.weightsDigest,
-                dataDigest: "gradients: " + (usesGradient ? try dataFilesDigest(gradientData?.files ?? []) : "none") + "; evaluation: " + evaluationDigest,
+                dataDigest: "gradients: " + (usesGradient ? try dataFilesDigest(gradients.map { [(path: $0, records: gradientImages)] } ?? gradientData?.files ?? []) : "none")
+                    + "; evaluation: " + evaluationDigest,
                 model: original.path, data: result.gradientData.joined(separator: ",") + "; evaluation: " + result.evaluationData.joined(separator: ","),
                 scaling: evaluation.scaling.description, tool: "gmtool \(gmtoolVersion)")
             try SweepShard.write(result, commands: outcomes.map(pruneCommand), plan: plan, provenance: provenance, grid: gridDescription(grid),
@@ -203,6 +219,7 @@ struct SweepCommand: ParsableCommand {
         words += ["--beta", thresholdText(point.beta), "--gamma", thresholdText(point.gamma)]
         let d = dataOptions
         var data: [String] = []
+        if let gradients, point.gamma.isFinite { data += ["--gradients", gradients] }
         if !d.data.isEmpty && (point.gamma.isFinite || evalData.isEmpty) {
             data += ["--data"] + d.data
             if let split = d.split { data += ["--split", split.rawValue] }

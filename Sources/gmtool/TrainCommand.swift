@@ -20,7 +20,10 @@ struct TrainCommand: ParsableCommand {
             after every step. After each epoch the output checkpoint (Keras-loadable, with masks and \
             the training state) and the log are rewritten atomically; --resume continues from them \
             with the same results an uninterrupted run would have had. Without --beta it is a \
-            dense baseline.
+            dense baseline. With --prune-gradients-from DIR the pruning steps' dC/dw comes from \
+            files an array job writes (`gmtool grad --shard` + `gmtool merge`): train stops with \
+            exit status 75 at each pruning epoch whose file is missing and names the commands \
+            that make it (docs/SCALE.md, "Training with array-job pruning passes").
             """
     )
 
@@ -104,6 +107,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Validation images for each pruning gradient (default: all 10,000).")
     var pruneImages: Int?
 
+    @Option(name: .long, help: ArgumentHelp("Pruning steps read dC/dw from DIR/grads-epoch-<e>.h5 (made by `gmtool grad`, or `gmtool merge` of its shards, on this run's checkpoint of epoch e) instead of computing it. When that file is absent, train saves the checkpoint with epoch e trained and not yet pruned, prints the commands that make the file and exits with status 75; the same command with --resume then prunes with it and goes on. The result is bit for bit that of a run that computes its own gradients (docs/SCALE.md).", valueName: "DIR"))
+    var pruneGradientsFrom: String?
+
     @Option(name: .long, help: "Prune only layers matching this glob (repeatable).")
     var include: [String] = []
 
@@ -165,6 +171,11 @@ struct TrainCommand: ParsableCommand {
                           (!exclude.isEmpty, "--exclude"), (skipDepthwise, "--skip-depthwise")].filter(\.0).map(\.1)
             if let first = unused.first { throw ValidationError("\(first) is used only with --beta (without it the run is dense)") }
         }
+        if let pruneGradientsFrom {
+            if method == .gmp { throw ValidationError("--prune-gradients-from \(pruneGradientsFrom) is used only with --method paper (gmp prunes by magnitude and takes no gradients)") }
+            if beta == nil { throw ValidationError("--prune-gradients-from \(pruneGradientsFrom) is used only with --beta and --gamma (without --beta the run is dense)") }
+            if !gamma.isFinite { throw ValidationError("--prune-gradients-from \(pruneGradientsFrom) is used only with a finite --gamma (without it the rule is magnitude-only and takes no gradients)") }
+        }
         if nesterov && optimizer == .adam { throw ValidationError("--nesterov is used only with --optimizer sgd") }
         if scale == .meanstd { throw ValidationError("train supports --scale unit, tf, torch, caffe, symmetric or raw") }
         if !resume && samePath(output, checkpoint.model) {
@@ -209,24 +220,54 @@ struct TrainCommand: ParsableCommand {
         let start = try resume ? Checkpoint.open(output, config: checkpoint.config.map(ModelConfig.init(contentsOf:))) : checkpoint.open()
         let network = try options.network(try Model(checkpoint: start), for: trainFiles)
         try options.check(network, validation)
-        let trainer = try Trainer(network: network, training: training, validation: validation,
-                                  settings: settings, resume: resume)
+        if let pruneGradientsFrom {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: pruneGradientsFrom, isDirectory: &isFolder), isFolder.boolValue else {
+                throw CommandError("\(pruneGradientsFrom): no such folder (--prune-gradients-from)")
+            }
+        }
+        let trainer = try Trainer(network: network, training: training, validation: validation, settings: settings, resume: resume,
+                                  gradientFiles: pruneGradientsFrom.map { PruningGradientFiles(folder: $0, scaling: scaling.description) })
         func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         note("train: \(training.count) images (\(training.sourceFiles.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"
              + (method == .gmp ? ", gradual magnitude pruning to \(finalSparsity!) from epoch \(beginEpoch!) to \(endEpoch!) every \(frequency)"
                 : beta.map { ", pruning with beta \($0) gamma \(gamma) every \(delta) epoch(s)" } ?? ", dense (no pruning)")
-             + (resume ? ", resuming after epoch \(trainer.completedEpochs)" : ""))
+             + (resume ? ", resuming after epoch \(trainer.completedEpochs)" : "")
+             + (trainer.trainedEpochWaitingForPruning.map { " (epoch \($0) trained; its pruning step next)" } ?? ""))
         if resume && trainer.completedEpochs >= epochs { note("nothing to do: \(trainer.completedEpochs) epochs already done") }
         print("epoch  loss    train_acc  val_loss  val_acc  lr        pruned    sparsity  seconds")
         fflush(nil)
         for record in trainer.history { print(line(record)) }
         let bar = ProgressBar(total: training.count, label: "epoch", quiet: quiet)
-        try trainer.run(output: output, progress: { _, done, _ in bar.update(done) }, epochDone: { record in
-            print(line(record))
-            fflush(nil)  // each epoch's line as it happens, also when stdout is a file
-            try writeLog(trainer.history, csv: logPath, json: jsonLogPath)
-            try writeAtomically(Data(trainingReportHTML(trainer.history.map(\.chartRow), title: "gmtool train: \(output)").utf8), to: reportPath)
-        }, log: note)
+        do {
+            try trainer.run(output: output, progress: { _, done, _ in bar.update(done) }, epochDone: { record in
+                print(line(record))
+                fflush(nil)  // each epoch's line as it happens, also when stdout is a file
+                try writeLog(trainer.history, csv: logPath, json: jsonLogPath)
+                try writeAtomically(Data(trainingReportHTML(trainer.history.map(\.chartRow), title: "gmtool train: \(output)").utf8), to: reportPath)
+            }, log: note)
+        } catch let needed as PruningGradientsNeeded {
+            throw CommandPause(message: pauseMessage(needed, validationImages: validation.count))
+        }
+    }
+
+    /// The `gmtool grad` arguments that compute, on the checkpoint `needed` names, exactly the
+    /// gradients the pruning step would take itself: the same validation images (the split train
+    /// validates on, `--prune-images` as `--limit`), scaling and batch size, so the same bits.
+    func gradArguments(_ needed: PruningGradientsNeeded, validationImages: Int) -> [String] {
+        ["gmtool", "grad", needed.checkpoint] + (checkpoint.config.map { ["--config", $0] } ?? [])
+            + ["--data"] + (data.map { [$0] } ?? valData) + ["--split", "validation", "--scale", scale.rawValue,
+               "--batch-size", String(Trainer.pruningBatchSize)]
+            + (needed.images < validationImages ? ["--limit", String(needed.images)] : [])
+    }
+
+    /// The one line train prints when it stops for a pruning step's gradient file.
+    func pauseMessage(_ needed: PruningGradientsNeeded, validationImages: Int) -> String {
+        let grad = gradArguments(needed, validationImages: validationImages).map(shellQuoted).joined(separator: " ")
+        let file = shellQuoted(needed.file)
+        return "\(needed.checkpoint): saved with epoch \(needed.epoch) trained and not yet pruned; its pruning step reads \(needed.file), "
+            + "which does not exist. Make it with `\(grad) -o \(file)`, or as N shards, `\(grad) --shard K/N -o shard-K.h5` for K = 0..N-1, "
+            + "then `gmtool merge shard-*.h5 -o \(file)`; then run this train command again with --resume (exit status 75: waiting for the gradients)"
     }
 
     private func line(_ r: EpochRecord) -> String {

@@ -114,3 +114,50 @@ import Testing
         #expect(badTarget.stderr.hasPrefix("gmtool: error: --layer-target takes PATTERN=SPARSITY with 0 <= SPARSITY < 1, got 'conv1=1.5'\n"))
     }
 }
+
+/// `sweep --gradients`: dC/dw from a `gmtool grad` file gives the sweep of its own gradient pass
+/// over the same images, and the file is checked as `prune --gradients` checks it.
+@Suite struct SweepGradientsFileTests {
+    let scratch: URL
+    init() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-sweep-grads-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+    func path(_ name: String) -> String { scratch.appendingPathComponent(name).path }
+    var model: String { Paths.fixture("rescnn_k3.h5") }
+    var grid: [String] { ["--beta", "0.02:0.1:3", "--gamma", "1e-3,1e-2", "--max-drop", "100", "--quiet"] }
+    var evaluation: [String] { ["--eval-data", Shared.data, "--eval-split", "test", "--limit", "60"] }
+
+    @Test func aGradientFileGivesTheSweepOfItsOwnPass() throws {
+        let own = try gmtool(["sweep", model, "--data", Shared.data, "--split", "validation"] + grid + evaluation + ["-o", path("own")])
+        #expect(own.status == 0, "\(own.stderr)")
+        let grad = try gmtool(["grad", model, "--data", Shared.data, "--split", "validation", "--limit", "60", "--quiet", "-o", path("g.h5")])
+        #expect(grad.status == 0, "\(grad.stderr)")
+        let read = try gmtool(["sweep", model, "--gradients", path("g.h5")] + grid + evaluation + ["-o", path("read")])
+        #expect(read.status == 0, "\(read.stderr)")
+        // Every point's outcome and every chart the same bytes; sweep.json differs in where the
+        // gradients came from and the timings.
+        for name in ["sweep.csv", "layers.csv", "top1_vs_beta.svg", "top1_heatmap.svg", "frontier.svg", "layers.svg"] {
+            #expect(FileManager.default.contents(atPath: path("own/\(name)")) == FileManager.default.contents(atPath: path("read/\(name)")), "\(name)")
+        }
+        #expect(read.stdout.contains("--gradients \(path("g.h5")) --eval-data"), "the reproducing prune command reads the file: \(read.stdout)")
+        // Gradients of other weights are refused with prune's line.
+        let other = try gmtool(["grad", Paths.fixture("seqcnn_k2.h5"), "--data", Shared.data, "--split", "validation", "--limit", "60", "--quiet", "-o", path("other.h5")])
+        #expect(other.status == 0, "\(other.stderr)")
+        let refused = try gmtool(["sweep", model, "--gradients", path("other.h5")] + grid + evaluation + ["-o", path("no")])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.hasPrefix("gmtool: error: \(path("other.h5")): was taken on other weights (weights digest "), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: path("no")))
+    }
+
+    @Test(arguments: [
+        (["--gamma", "inf", "--eval-data", "X"], "is used only with a finite --gamma"),
+        (["--gamma", "1e-3", "--eval-data", "X", "--data", "X"], "--data is not used with --gradients"),
+        (["--gamma", "1e-3"], "needs --eval-data"),
+    ])
+    func meaninglessCombinationsAreRefused(extra: [String], fragment: String) throws {
+        let result = try gmtool(["sweep", model, "--beta", "0.1", "--gradients", path("g.h5"), "-o", path("x")] + extra)
+        #expect(result.status == 64)
+        #expect(result.stderr.contains(fragment), "\(result.stderr)")
+    }
+}
