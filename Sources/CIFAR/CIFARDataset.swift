@@ -197,6 +197,12 @@ public struct CIFARDataset: ImageDataset {
     }
 
     public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        try forEachBatch(size: size, from: 0, body)
+    }
+
+    /// Records are of fixed size: the images before `first` are skipped by seeking.
+    public func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        precondition(first >= 0 && first % size == 0, "batches must start on a batch boundary")
         let pixels = Self.height * Self.width
         // Buffers follow the images there are, not the flag: --batch-size 10000000 on 300 images
         // holds 300.
@@ -204,13 +210,17 @@ public struct CIFARDataset: ImageDataset {
         var images = [Float](repeating: 0, count: size * pixels * Self.channels)
         var labels = [Int32](repeating: 0, count: size)
         var filled = 0
+        var skip = first
         for (file, records) in files {
+            if skip >= records { skip -= records; continue }
             guard let handle = FileHandle(forReadingAtPath: file) else { throw DataError(file: file, problem: "cannot be read") }
             defer { try? handle.close() }
-            var done = 0
+            let recordBytes = variant.recordBytes
+            var done = skip
+            if skip > 0 { try handle.seek(toOffset: UInt64(skip * recordBytes)) }
+            skip = 0
             while done < records {
                 let take = min(size - filled, records - done)
-                let recordBytes = variant.recordBytes
                 guard let data = try handle.read(upToCount: take * recordBytes), data.count == take * recordBytes else {
                     throw DataError(file: file, problem: "ended early (was it changed while reading?)")
                 }

@@ -8,6 +8,21 @@ public protocol ImageBatchSource {
     var sourceFiles: [String] { get }
     /// Calls `body(images, labels, n)` for consecutive batches of at most `size` images.
     func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws
+    /// The same batches from image `first` on (a multiple of `size`): what `forEachBatch(size:)`
+    /// delivers after its first `first / size` batches. Sources that can seek skip the images
+    /// before it without decoding them; the default reads and drops them.
+    func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws
+}
+
+extension ImageBatchSource {
+    public func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        precondition(first >= 0 && first % size == 0, "batches must start on a batch boundary")
+        var start = 0
+        try forEachBatch(size: size) { images, labels, n in
+            defer { start += n }
+            if start >= first { try body(images, labels, n) }
+        }
+    }
 }
 
 /// Labelled images with random access, for training: any subset in any order, optionally
@@ -42,6 +57,15 @@ public struct LimitedSource: ImageBatchSource {
             try body(images, labels, take)
         }
     }
+    public func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        var remaining = count - first
+        try base.forEachBatch(size: size, from: first) { images, labels, n in
+            guard remaining > 0 else { return }
+            let take = min(n, remaining)
+            remaining -= take
+            try body(images, labels, take)
+        }
+    }
 }
 
 /// A labelled image set opened from files, as the commands use it: where each image comes
@@ -60,8 +84,8 @@ public protocol ImageDataset: ImageBatchSource {
 
 /// The images `range` of a source, in batches cut as the whole source cuts them: `range` starts
 /// on a batch boundary (a multiple of the batch size), so every batch is one of the source's own.
-/// The images before it are read and skipped (decoding is a small part of a pass); reading stops
-/// after the range.
+/// The images before it are skipped (`forEachBatch(size:from:)`: without decoding where the
+/// source can seek); reading stops after the range.
 public struct ImageRangeSource: ImageBatchSource {
     public let base: ImageBatchSource
     public let range: Range<Int>
@@ -75,11 +99,10 @@ public struct ImageRangeSource: ImageBatchSource {
     private struct Done: Error {}
     public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
         precondition(range.lowerBound % size == 0, "an image range must start on a batch boundary")
-        var start = 0
+        var start = range.lowerBound
         do {
-            try base.forEachBatch(size: size) { images, labels, n in
+            try base.forEachBatch(size: size, from: range.lowerBound) { images, labels, n in
                 defer { start += n }
-                guard start + n > range.lowerBound else { return }
                 guard start < range.upperBound else { throw Done() }
                 try body(images, labels, min(n, range.upperBound - start))
             }

@@ -263,12 +263,18 @@ public struct NumPyDataset: ImageDataset, @unchecked Sendable {
     }
 
     public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        try forEachBatch(size: size, from: 0, body)
+    }
+
+    /// The arrays are mapped: the images before `first` are not touched.
+    public func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        precondition(first >= 0 && first % size == 0, "batches must start on a batch boundary")
         let (h, w, c) = (imageShape[0], imageShape[1], imageShape[2])
         let floats = h * w * c
         let size = max(1, min(size, count))
         var batch = [Float](repeating: 0, count: size * floats)
         let sources = (0..<c).map { scaling.sourceChannel($0, of: c) }
-        var start = 0
+        var start = first
         while start < count {
             let n = min(size, count - start)
             batch.withUnsafeMutableBufferPointer { out in

@@ -192,13 +192,14 @@ public final class Network: @unchecked Sendable {
     }
 
     /// Bytes the buffers of a pass over batches of `batch` images hold (activations, gradients
-    /// and accumulators of every chunk), besides the weights; Int.max where that overflows.
+    /// and accumulators of every chunk, a gradient pass's float64 sums), besides the weights; Int.max where that overflows.
     public func passBytes(batch: Int, gradients: Bool) -> Int {
         guard batch > 0 else { return 0 }
         let chunkCount = (batch + Self.chunkLimit - 1) / Self.chunkLimit
         let capacity = (batch + chunkCount - 1) / chunkCount
         let perChunk = Workspace.bytes(nodes: nodes, trainable: trainableParameters, capacity: capacity, withGradients: gradients)
-        let totals = gradients ? trainableParameters.reduce(0) { $0 + $1.weight.elementCount } * MemoryLayout<Double>.size : 0
+        // Gradients: the float64 totals, the pass's sum and the `GroupReducer`'s partial sums.
+        let totals = gradients ? trainableParameters.reduce(0) { $0 + $1.weight.elementCount } * MemoryLayout<Double>.size * (GroupTree.maxHeld + 2) : 0
         let (all, overflow) = perChunk.multipliedReportingOverflow(by: chunkCount)
         return overflow ? .max : all.addingReportingOverflow(totals).overflow ? .max : all + totals
     }

@@ -37,6 +37,8 @@ public struct ShardPlan: Sendable {
     public var unitCount: Int { (totalImages + unitImages - 1) / unitImages }
     public var units: Range<Int> { (index * unitCount / count)..<((index + 1) * unitCount / count) }
     public var images: Range<Int> { (units.lowerBound * unitImages)..<min(units.upperBound * unitImages, totalImages) }
+    /// The shape in which the pass adds its batch groups (gradient shards).
+    public var tree: GroupTree { GroupTree(totalUnits: unitCount) }
 }
 
 /// What a shard records about where its numbers come from (the merged file repeats the text).
@@ -54,27 +56,25 @@ public struct ShardProvenance: Sendable {
 }
 
 extension Network {
-    /// Shard `plan.index` of a gradient pass over `source`, written atomically to `path`: per
-    /// batch group, the group's own Double sum of d(loss)/dw (written as the group finishes:
-    /// memory stays flat), and every batch's totals. Returns the shard's totals.
+    /// Shard `plan.index` of a gradient pass over `source`, written atomically to `path`: the
+    /// largest `GroupTree` nodes inside the shard's batch groups (`GroupTree.pieces`), each the
+    /// float64 sum of d(loss)/dw over its groups, written as it completes (memory stays flat),
+    /// and every batch's totals. Returns the shard's totals.
     public func gradientShard(_ source: ImageBatchSource, plan: ShardPlan, provenance: ShardProvenance, to path: String,
                               progress: (Int) -> Void = { _ in }) throws -> PassTotals {
         try checkClasses(source)
         try checkMemory(batch: min(plan.batchSize, source.count), gradients: true)
         let header = shardHeader(.gradients, plan, provenance)
-        resetGradients()
         var batches: [PassTotals] = []
-        var unit = plan.units.lowerBound
+        var written: [GroupTree.Node] = []
         try ShardFile.write(to: path, header: header, body: { writer in
-            try gradientGroups(ImageRangeSource(base: source, range: plan.images), batchSize: plan.batchSize, storing: true,
-                               progress: progress) { group in
-                batches += group
-                try withGradientTotals { try writer.addGroup(unit, $0) }
-                unit += 1
+            try gradientGroups(ImageRangeSource(base: source, range: plan.images), batchSize: plan.batchSize, tree: plan.tree,
+                               units: plan.units, progress: progress, afterGroup: { batches += $0 }) { node, sums in
+                try writer.addPiece(node.units, sums)
+                written.append(node)
             }
         }, batches: { shardBatches(batches) })
-        precondition(unit == plan.units.upperBound, "a shard wrote \(unit - plan.units.lowerBound) groups, its plan has \(plan.units.count)")
-        resetGradients()
+        precondition(written == plan.tree.pieces(plan.units), "a shard wrote \(written), its plan has \(plan.tree.pieces(plan.units))")
         return batches.reduce(PassTotals(), +)
     }
 
@@ -191,9 +191,11 @@ public func mergedTotals(_ shards: [ShardFile.Reader]) throws -> PassTotals {
 }
 
 /// Merges gradient shards (from `openShards`) into the gradient file the single `gmtool grad`
-/// writes, bit for bit: per weight, one at a time, the group partials are added in group order
-/// onto a Double total that starts at 0 (the single pass's commits), then `meanGradient`.
-/// `attributes(header of the first shard, totals)` gives the file's provenance attributes.
+/// writes, bit for bit: per weight, one at a time, every block of the `GroupTree` is evaluated
+/// from the shards' pieces (a piece as read; any other node as its left half + its right half,
+/// as the single pass adds them), the blocks are added in order onto a float64 total that
+/// starts at 0, then `meanGradient`. `attributes(header of the first shard, totals)` gives the
+/// file's provenance attributes.
 public func mergeGradientShards(_ shards: [ShardFile.Reader], to output: String,
                                 attributes: (ShardFile.Header, PassTotals) -> (text: [String: String], numbers: [String: Double])) throws -> PassTotals {
     guard let first = shards.first, first.header.kind == .gradients else {
@@ -201,14 +203,28 @@ public func mergeGradientShards(_ shards: [ShardFile.Reader], to output: String,
     }
     let totals = try mergedTotals(shards)
     let (text, numbers) = attributes(first.header, totals)
+    let unitImages = first.header.batchSize * first.header.unitBatches
+    let tree = GroupTree(totalUnits: (first.header.totalImages + unitImages - 1) / unitImages)
+    var owner: [GroupTree.Node: ShardFile.Reader] = [:]
+    for shard in shards {
+        for piece in tree.pieces(shard.header.units) { owner[piece] = shard }
+    }
     try GradientFile.write(to: output, tensors: first.header.weights, weightsDigest: first.header.weightsDigest,
                            textAttributes: text, numberAttributes: numbers) { weight in
-        var total = [Double](repeating: 0, count: first.header.weights[weight].shape.reduce(1, *))
-        for shard in shards {
-            for unit in shard.header.units {
-                let partial = try shard.group(unit, weight: weight)
-                for i in total.indices { total[i] = total[i] + partial[i] }
+        func sum(_ node: GroupTree.Node) throws -> [Double] {
+            if let shard = owner[node] { return try shard.piece(node.units, weight: weight) }
+            guard let (left, right) = tree.children(node) else {
+                throw CheckpointError(file: "merge", problem: "no shard holds \(node) (the shards do not tile the pass)")
             }
+            var total = try sum(left)
+            let other = try sum(right)
+            for i in total.indices { total[i] = total[i] + other[i] }
+            return total
+        }
+        var total = [Double](repeating: 0, count: first.header.weights[weight].shape.reduce(1, *))
+        for block in tree.blocks {
+            let partial = try sum(block)
+            for i in total.indices { total[i] = total[i] + partial[i] }
         }
         return total.withUnsafeBufferPointer { meanGradient($0, imageCount: totals.images) }
     }

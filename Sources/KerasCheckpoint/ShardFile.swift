@@ -12,8 +12,8 @@ import HDF5
 /// image and unit range, the pass's image count and batching, the weights digest, the data files'
 /// digests, scaling, the text provenance the merged file repeats, the gmtool version); per-batch
 /// totals `/batches/{images,loss_sum,top1,top5}` (the loss in float64, as the pass sums it);
-/// for gradients, per batch group g, `/groups/<g>/<weight path>`: float64 d(sum of losses)/dw
-/// over that group's images, the weight's shape. Every dataset carries a `digest` attribute (CRC-32
+/// for gradients, per piece (batch groups a-b, `Engine.GroupTree`), `/groups/<a>-<b>/<weight path>`:
+/// float64 d(sum of losses)/dw over those groups' images, the weight's shape. Every dataset carries a `digest` attribute (CRC-32
 /// of its bytes, zlib's: several times faster than FNV-1a on these sizes), so a changed byte is
 /// caught on merge, not added in. A sweep shard has no per-batch totals; its `grid` attribute
 /// describes the whole grid and every setting the points depend on. Written atomically.
@@ -110,11 +110,12 @@ public enum ShardFile {
     public struct Writer {
         let file: HDF5File
         let header: Header
-        /// Group `unit`'s partial sums, one buffer per weight in `header.weights` order.
-        public func addGroup(_ unit: Int, _ tensors: [UnsafeBufferPointer<Double>]) throws {
+        /// The partial sums over batch groups `units` (a `GroupTree` piece), one buffer per weight
+        /// in `header.weights` order.
+        public func addPiece(_ units: Range<Int>, _ tensors: [UnsafeBufferPointer<Double>]) throws {
             precondition(tensors.count == header.weights.count)
             for (weight, values) in zip(header.weights, tensors) {
-                try checkedDataset(file.root, ShardFile.groupPath(unit, weight.path), Array(values), shape: weight.shape)
+                try checkedDataset(file.root, ShardFile.piecePath(units, weight.path), Array(values), shape: weight.shape)
             }
         }
 
@@ -124,8 +125,8 @@ public enum ShardFile {
         }
     }
 
-    static func groupPath(_ unit: Int, _ weightPath: String) -> String {
-        "groups/\(String(format: "%06d", unit))/\(weightPath.hasPrefix("/") ? String(weightPath.dropFirst()) : weightPath)"
+    static func piecePath(_ units: Range<Int>, _ weightPath: String) -> String {
+        "groups/\(String(format: "%06d-%06d", units.lowerBound, units.upperBound - 1))/\(weightPath.hasPrefix("/") ? String(weightPath.dropFirst()) : weightPath)"
     }
 
     private static func checkedDataset<T: HDF5Scalar>(_ root: HDF5Group, _ name: String, _ values: [T], shape: [Int]? = nil) throws {
@@ -206,12 +207,12 @@ public enum ShardFile {
         /// The bytes `Writer.addBytes` wrote at `name`, checked against their digest.
         public func bytes(_ name: String) throws -> [UInt8] { try read(name, as: UInt8.self) }
 
-        /// Group `unit`'s partial sums of weight `weight` (an index into `header.weights`).
-        public func group(_ unit: Int, weight: Int) throws -> [Double] {
-            let values = try read(ShardFile.groupPath(unit, header.weights[weight].path), as: Double.self)
+        /// The partial sums over batch groups `units` of weight `weight` (an index into `header.weights`).
+        public func piece(_ units: Range<Int>, weight: Int) throws -> [Double] {
+            let name = ShardFile.piecePath(units, header.weights[weight].path)
+            let values = try read(name, as: Double.self)
             guard values.count == header.weights[weight].shape.reduce(1, *) else {
-                throw CheckpointError(file: path, object: ShardFile.groupPath(unit, header.weights[weight].path),
-                                      problem: "holds \(values.count) values, the weight has \(header.weights[weight].shape.reduce(1, *))")
+                throw CheckpointError(file: path, object: "/" + name, problem: "holds \(values.count) values, the weight has \(header.weights[weight].shape.reduce(1, *))")
             }
             return values
         }

@@ -2,13 +2,14 @@ import Foundation
 import Testing
 
 /// `grad --shard` + `merge` give the single run's file byte for byte, and `merge` refuses every
-/// set of shards that is not one whole pass, naming the shard and the reason. 130 images in
-/// batches of 3 are 44 batches (the last of 1 image) in 5 batch groups (the last of 4 batches),
-/// so the shards cut groups of 10 batches and end on a short group and a short batch (with 5
-/// shards, the last is that short group alone).
+/// set of shards that is not one whole pass, naming the shard and the reason. 251 images in
+/// batches of 2 are 126 batches (the last of 1 image) in 13 batch groups (the last of 6 batches),
+/// two `GroupTree` blocks (8 + 5 groups), so the shards cut groups of 10 batches, fold their
+/// groups into pieces that cross the block boundary or stop inside a block, and end on a short
+/// group and a short batch.
 @Suite(.serialized) struct ShardTests {
     let scratch: URL
-    let data = ["--data", Shared.data, "--limit", "130", "--batch-size", "3", "--quiet"]
+    let data = ["--data", Shared.data, "--limit", "251", "--batch-size", "2", "--quiet"]
 
     init() throws {
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gmtool-shards-\(UUID().uuidString)")
@@ -43,7 +44,7 @@ import Testing
         try grad([], "single.h5")
         let single = try bytes("single.h5")
         var four: [String] = []
-        for count in [1, 3, 4, 5] {
+        for count in [1, 3, 4, 5, 7] {
             let files = try shards(count, "n\(count)-")
             if count == 4 { four = files }
             // Any order on the command line.
@@ -66,13 +67,13 @@ import Testing
         #expect(try bytes("slurm-2.h5") == bytes("n4-2.h5"))
         #expect(try bytes("k8s-2.h5") == bytes("n4-2.h5"))
         try expectError(["grad", Shared.model, "-o", path("x.h5"), "--shard", "auto/3"] + data, ["--shard auto/3", "SLURM_ARRAY_TASK_ID"])
-        try expectError(["grad", Shared.model, "-o", path("x.h5"), "--shard", "0/6"] + data, ["--shard 0/6", "only 5 batch groups"])
+        try expectError(["grad", Shared.model, "-o", path("x.h5"), "--shard", "0/14"] + data, ["--shard 0/14", "only 13 batch groups"])
 
         // Missing, duplicated, overlapping.
-        try expectRefused([four[0], four[1], four[3]], ["gmtool: error: shard 2/4: missing (images 60-89"])
+        try expectRefused([four[0], four[1], four[3]], ["gmtool: error: shard 2/4: missing (images 120-179"])
         try FileManager.default.copyItem(atPath: four[1], toPath: path("copy-of-1.h5"))
-        try expectRefused(four + [path("copy-of-1.h5")], ["duplicates", "both shard 1/4, images 30-59"])
-        try expectRefused([four[0], path("n3-1.h5"), four[2], four[3]], ["overlaps", "shard 1/3, images 30-89"])
+        try expectRefused(four + [path("copy-of-1.h5")], ["duplicates", "both shard 1/4, images 60-119"])
+        try expectRefused([four[0], path("n3-1.h5"), four[2], four[3]], ["overlaps", "shard 1/3, images 80-159"])
         // Another model, other data.
         try grad(["--shard", "1/4"], "other-model-1.h5", model: Paths.fixture("mobilenet_k2.h5"))
         try expectRefused([four[0], path("other-model-1.h5"), four[2], four[3]], ["other-model-1.h5: was taken on another model"])
