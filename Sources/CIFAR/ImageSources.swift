@@ -14,6 +14,18 @@ public protocol ImageBatchSource {
     func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws
 }
 
+extension ImageDataset {
+    /// The files in order, each with the images it gives before the limit; those after it left out.
+    public func files(limit: Int) -> [(path: String, records: Int)] {
+        var remaining = limit
+        return files.compactMap { file in
+            guard remaining > 0 else { return nil }
+            defer { remaining -= min(file.records, remaining) }
+            return (file.path, min(file.records, remaining))
+        }
+    }
+}
+
 extension ImageBatchSource {
     public func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
         precondition(first >= 0 && first % size == 0, "batches must start on a batch boundary")
@@ -73,6 +85,8 @@ public struct LimitedSource: ImageBatchSource {
 public protocol ImageDataset: ImageBatchSource {
     /// Each file and the images used from it.
     var files: [(path: String, records: Int)] { get }
+    /// `files` as the same source opened with `limit` would record them.
+    func files(limit: Int) -> [(path: String, records: Int)]
     var scaling: InputScaling { get }
     /// Per-image shape (height, width, channels).
     var imageShape: [Int] { get }

@@ -165,6 +165,8 @@ public struct NumPyDataset: ImageDataset, @unchecked Sendable {
     public var requiredClasses: Int? { oneHotClasses }
     private let oneHotClasses: Int?
     public var files: [(path: String, records: Int)] { sourceFiles.map { ($0, count) } }
+    /// Both arrays hold every image: each is recorded with the images used.
+    public func files(limit: Int) -> [(path: String, records: Int)] { sourceFiles.map { ($0, min(limit, count)) } }
     /// The two .npy files, or the one .npz.
     public let sourceFiles: [String]
 

@@ -127,10 +127,13 @@ public struct PruningGradientFiles: Sendable {
     public var folder: String
     /// `InputScaling.description` of the validation images, which the file must record.
     public var scaling: String
+    /// `dataFilesDigest` of the images the step takes dC/dw over, which the file must record.
+    public var dataDigest: String
 
-    public init(folder: String, scaling: String) {
+    public init(folder: String, scaling: String, dataDigest: String) {
         self.folder = folder
         self.scaling = scaling
+        self.dataDigest = dataDigest
     }
 
     /// The file for the pruning step after `epoch` (1-based).
@@ -408,7 +411,8 @@ public final class Trainer {
     }
 
     /// dC/dw of `weights` from the step's gradient file, which must have been taken on exactly
-    /// the model's weights now, over as many images and with the same scaling as the step uses.
+    /// the model's weights now, over the same images (file names, counts, sizes and contents) and
+    /// with the same scaling as the step uses.
     private func readGradientFile(_ files: PruningGradientFiles, afterEpoch epoch: Int, weights: [CheckpointWeight]) throws -> [CheckpointWeight: [Float]] {
         let path = files.path(afterEpoch: epoch)
         let gradients = try GradientFile.read(path, for: weights, weightsDigest: model.weightsDigest)
@@ -419,6 +423,10 @@ public final class Trainer {
         let scaling = GradientFile.attribute(path, "scaling")
         guard scaling == files.scaling else {
             throw TrainingError("\(path): was taken with scaling \(scaling ?? "(none recorded)"); this run scales its images \(files.scaling)")
+        }
+        let data = GradientFile.attribute(path, "data_digest")
+        guard data == files.dataDigest else {
+            throw TrainingError("\(path): was taken on other images (\(data ?? "no data digest recorded")); the pruning step after epoch \(epoch) takes dC/dw over \(files.dataDigest)")
         }
         return gradients
     }

@@ -59,7 +59,7 @@ struct GradCommand: ParsableCommand {
         try GradientFile.write(
             to: output, tensors: report.gradients.map { ($0.weight.datasetPath, $0.weight.shape) }, weightsDigest: model.weightsDigest,
             textAttributes: gradientTextAttributes(model: model.path, data: dataset.files.map(\.path).joined(separator: ","),
-                                                   scaling: dataset.scaling.description),
+                                                   dataDigest: try dataFilesDigest(dataset.files), scaling: dataset.scaling.description),
             numberAttributes: ["images": Double(report.images), "loss": report.meanLoss]) { report.gradients[$0].values }
         if json {
             try printJSON(GradSummary(output: output, gradients: report.gradients.count, images: report.images,
@@ -74,9 +74,11 @@ struct GradCommand: ParsableCommand {
 }
 
 /// The text attributes of a gradient file: the same for `grad` and for `merge`, which must write
-/// the same bytes.
-func gradientTextAttributes(model: String, data: String, scaling: String) -> [String: String] {
-    ["model": model, "data": data, "scaling": scaling, "loss_function": "mean categorical cross-entropy", "tool": "gmtool \(gmtoolVersion)"]
+/// the same bytes. `data_digest` (`dataFilesDigest`: each file's name, images used, size and
+/// CRC-32) is what `train --prune-gradients-from` checks the file against.
+func gradientTextAttributes(model: String, data: String, dataDigest: String, scaling: String) -> [String: String] {
+    ["model": model, "data": data, "data_digest": dataDigest, "scaling": scaling, "loss_function": "mean categorical cross-entropy",
+     "tool": "gmtool \(gmtoolVersion)"]
 }
 
 /// What `grad --shard` and `eval --shard` print.

@@ -53,7 +53,7 @@ struct MergeCommand: ParsableCommand {
             guard let output else { throw CommandError("\(readers[0].path): gradient shards merge into a gradient file: give -o") }
             try checkOutput(output)
             let totals = try mergeGradientShards(readers, to: output) { header, totals in
-                (gradientTextAttributes(model: header.model, data: header.data, scaling: header.scaling),
+                (gradientTextAttributes(model: header.model, data: header.data, dataDigest: header.dataDigest, scaling: header.scaling),
                  ["images": Double(totals.images), "loss": totals.meanLoss])
             }
             if json {

@@ -227,7 +227,11 @@ struct TrainCommand: ParsableCommand {
             }
         }
         let trainer = try Trainer(network: network, training: training, validation: validation, settings: settings, resume: resume,
-                                  gradientFiles: pruneGradientsFrom.map { PruningGradientFiles(folder: $0, scaling: scaling.description) })
+                                  gradientFiles: try pruneGradientsFrom.map {
+                                      // The step takes dC/dw over the first --prune-images validation images.
+                                      PruningGradientFiles(folder: $0, scaling: scaling.description,
+                                                           dataDigest: try dataFilesDigest(validation.files(limit: settings.pruneImages ?? validation.count)))
+                                  })
         func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         note("train: \(training.count) images (\(training.sourceFiles.joined(separator: ", "))), validation \(validation.count), scaling \(scaling), \(steps) steps/epoch"
              + (method == .gmp ? ", gradual magnitude pruning to \(finalSparsity!) from epoch \(beginEpoch!) to \(endEpoch!) every \(frequency)"

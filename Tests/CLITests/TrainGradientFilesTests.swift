@@ -75,6 +75,15 @@ import Testing
         let refusedImages = try gmtool(paused + ["--resume"])
         #expect(refusedImages.status == 1)
         #expect(refusedImages.stderr.split(separator: "\n").last == "gmtool: error: \(expected2): holds dC/dw over 11 images; the pruning step after epoch 2 takes it over 12 validation images")
+        // And a file over as many images of other data (the training split's).
+        var otherImages = printed2[0]
+        otherImages[otherImages.firstIndex(of: "validation")!] = "train"
+        #expect(try gmtool(otherImages).status == 0)
+        let refusedData = try gmtool(paused + ["--resume"])
+        #expect(refusedData.status == 1)
+        let dataLine = try #require(refusedData.stderr.split(separator: "\n").last.map(String.init))
+        #expect(dataLine.hasPrefix("gmtool: error: \(expected2): was taken on other images (data_batch_1.bin:12 images:"), "\(dataLine)")
+        #expect(dataLine.contains("the pruning step after epoch 2 takes dC/dw over data_batch_5.bin:12 images:"), "\(dataLine)")
         // Epoch 2's file as one shard and its merge, by the printed commands.
         try FileManager.default.removeItem(atPath: expected2)
         var shard = printed2[1]
