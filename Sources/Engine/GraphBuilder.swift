@@ -27,13 +27,16 @@ struct GraphBuilder {
     var kernels: KernelChoice = .dense
     private var weightsByLayer: [String: [CheckpointWeight]] = [:]
     private var usedWeights: Set<String> = []
-    /// The layer classes, each declared once in its family's file (`Sources/Engine/Layers`).
-    let registry = LayerRegistry.standard
+    /// The layer classes, each declared once in its family's file (`Sources/Engine/Layers`): the
+    /// registry the checkpoint was read with (`LayerRegistry.standard` unless it was read with
+    /// another catalog, which the engine cannot build from).
+    let registry: LayerRegistry
 
     init(model: Model) {
         self.model = model
         checkpoint = model.checkpoint
         source = checkpoint.path
+        registry = checkpoint.catalog as? LayerRegistry ?? .standard
         // By the layer that owns each weight (inside a nested model, the inner layer).
         for weight in checkpoint.weights { weightsByLayer[weight.layerName, default: []].append(weight) }
     }

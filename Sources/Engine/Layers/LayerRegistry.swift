@@ -68,9 +68,6 @@ public struct LayerRegistry: LayerCatalog {
     public func weightSpecs(for layer: LayerConfig) -> [WeightSpec]? { definitions[layer.className]?.weights(layer) }
 
     public func prunableRoles(className: String) -> Set<WeightRole> { definitions[className]?.prunable ?? [] }
-
-    /// The class names declared, sorted.
-    public var classNames: [String] { definitions.keys.sorted() }
 }
 
 extension Checkpoint {
