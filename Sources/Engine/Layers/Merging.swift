@@ -20,7 +20,6 @@ enum Merging: LayerFamily {
 }
 
 extension GraphBuilder {
-
     /// The node for an elementwise merge layer over `inputs` (node indices).
     mutating func addMerge(_ layer: LayerConfig, kind: MergeOperation.Kind, inputs: [Int]) throws -> Int {
         let shapes = inputs.map { nodes[$0].shape }

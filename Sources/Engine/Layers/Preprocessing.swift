@@ -86,9 +86,7 @@ extension GraphBuilder {
                                            count: shape.reduce(1, *), channels: channels)
         return append(node(layer, operation, shape, inputs: [input]))
     }
-}
 
-extension GraphBuilder {
     /// Keras' Normalization over the last axis: adapted statistics from the file (mean, variance
     /// and the int64 count, which only records how many samples `adapt` saw), or constants from
     /// the config.
