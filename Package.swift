@@ -95,14 +95,14 @@ let package = Package(
         // Test support: HDF5 files that declare more than they store, written through libhdf5 directly.
         .target(name: "MalformedFiles", dependencies: ["HDF5", "CHDF5"], path: "Tests/MalformedFiles"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "MalformedFiles"]),
-        .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "HDF5", "MalformedFiles", "CZlib"]),
+        .testTarget(name: "KerasCheckpointTests", dependencies: ["KerasCheckpoint", "Engine", "HDF5", "MalformedFiles", "CZlib"]),
         .testTarget(name: "NeuralKernelsTests", dependencies: ["NeuralKernels"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
-        .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelState", "KerasCheckpoint"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "Engine", "ModelState", "KerasCheckpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "ModelState", "KerasCheckpoint", "HDF5", "CIFAR"]),
         .testTarget(name: "DataTests", dependencies: ["CIFAR"]),
         .testTarget(name: "ChartsTests", dependencies: ["Charts"], exclude: ["golden"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Engine", "Pruning", "ModelState", "KerasCheckpoint", "CIFAR"]),
-        .testTarget(name: "CLITests", dependencies: ["gmtool", "KerasCheckpoint", "ModelState", "MalformedFiles"]),
+        .testTarget(name: "CLITests", dependencies: ["gmtool", "Engine", "KerasCheckpoint", "ModelState", "MalformedFiles"]),
     ]
 )

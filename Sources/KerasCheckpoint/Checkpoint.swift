@@ -28,7 +28,8 @@ public struct CheckpointWeight: Sendable, Hashable {
     public var datasetPath: String
     public var shape: [Int]
     public var trainable: Bool
-    /// Conv, depthwise, separable and dense kernels: what pruning applies to.
+    /// What pruning applies to: a role the layer catalog lists as prunable for the layer's class
+    /// (the kernels of convolutions, depthwise/separable convolutions and Dense).
     public var prunable: Bool
 
     public var elementCount: Int { shape.reduce(1, *) }
@@ -64,17 +65,30 @@ public final class Checkpoint {
     let archive: KerasArchive?
     /// For sparse exports: where each weight (by its original dataset path) lives in this file.
     let sparseMembers: [String: String]
+    /// The layer classes the file was read with.
+    public let catalog: any LayerCatalog
 
     public var weights: [CheckpointWeight] { layers.flatMap(\.weights) }
 
-    /// Opens and checks a checkpoint. `config` supplies the architecture for weights-only files
-    /// (it overrides nothing in files that carry their own).
-    public static func open(_ path: String, config: ModelConfig? = nil) throws -> Checkpoint {
-        try Checkpoint(path: path, config: config)
+    /// The layers of the model config whose class `catalog` does not know, as "name (Class)":
+    /// their weights are counted as stored, none is prunable, and the engine refuses the model.
+    public var unknownLayers: [String] {
+        (modelConfig?.allLayers ?? []).map(\.layer)
+            .filter { $0.nestedModel == nil && !$0.isOperation && catalog.weightSpecs(for: $0) == nil }
+            .map { "\($0.name) (\($0.className))" }
     }
 
-    private init(path: String, config externalConfig: ModelConfig?) throws {
+    /// Opens and checks a checkpoint. `config` supplies the architecture for weights-only files
+    /// (it overrides nothing in files that carry their own). `layers` says what each layer class
+    /// stores and which of its weights are prunable; gmtool's is the engine's
+    /// `LayerRegistry.standard`, which `Checkpoint.open(_:config:)` in the Engine module passes.
+    public static func open(_ path: String, config: ModelConfig? = nil, layers: any LayerCatalog) throws -> Checkpoint {
+        try Checkpoint(path: path, config: config, catalog: layers)
+    }
+
+    private init(path: String, config externalConfig: ModelConfig?, catalog: any LayerCatalog) throws {
         self.path = path
+        self.catalog = catalog
         try checkInputFile(path, kind: "checkpoint file")
 
         if KerasArchive.looksLikeZip(path) {
@@ -87,7 +101,7 @@ public final class Checkpoint {
             layout = .kerasArchive
             kerasVersion = archive.metadata?["keras_version"]?.string
             backend = nil
-            layers = try Self.kerasWeightsLayers(file: file, config: config, source: path)
+            layers = try Self.kerasWeightsLayers(file: file, config: config, catalog: catalog, source: path)
             sparseMembers = [:]
             return
         }
@@ -104,7 +118,7 @@ public final class Checkpoint {
             layout = .sparseExport
             kerasVersion = try Self.readOptionalString(root, "keras_version", path)
             backend = try Self.readOptionalString(root, "backend", path)
-            (layers, sparseMembers) = try Self.sparseLayers(root, config: config, source: path)
+            (layers, sparseMembers) = try Self.sparseLayers(root, config: config, catalog: catalog, source: path)
             return
         }
         sparseMembers = [:]
@@ -119,13 +133,13 @@ public final class Checkpoint {
             let weightsRoot = try root.group("model_weights")
             kerasVersion = try Self.readOptionalString(try weightsRoot.hasAttribute("keras_version") ? weightsRoot : root, "keras_version", path)
             backend = try Self.readOptionalString(root, "backend", path)
-            layers = try Self.legacyLayers(weightsRoot, config: config, source: path)
+            layers = try Self.legacyLayers(weightsRoot, config: config, catalog: catalog, source: path)
         } else if try root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
             modelConfig = externalConfig
             layout = .legacyWeights
             kerasVersion = try Self.readOptionalString(root, "keras_version", path)
             backend = try Self.readOptionalString(root, "backend", path)
-            layers = try Self.legacyLayers(root, config: externalConfig, source: path)
+            layers = try Self.legacyLayers(root, config: externalConfig, catalog: catalog, source: path)
         } else if root.kind(of: "layers") == .group || root.kind(of: "vars") == .group {
             guard let config = externalConfig else {
                 throw CheckpointError(file: path, problem: "is a Keras 3 weights file: it stores no layer names, so pass the architecture with --config model.json")
@@ -134,7 +148,7 @@ public final class Checkpoint {
             layout = .kerasWeights
             kerasVersion = nil
             backend = nil
-            layers = try Self.kerasWeightsLayers(file: file, config: config, source: path)
+            layers = try Self.kerasWeightsLayers(file: file, config: config, catalog: catalog, source: path)
         } else {
             throw CheckpointError(file: path, problem: "is an HDF5 file but not a Keras checkpoint (no model_config, layer_names or layers/ group)")
         }
@@ -181,7 +195,7 @@ public final class Checkpoint {
 
     // MARK: Legacy .h5 (Keras 2 and Keras 3's legacy writer)
 
-    private static func legacyLayers(_ weightsRoot: HDF5Group, config: ModelConfig?, source: String) throws -> [CheckpointLayer] {
+    private static func legacyLayers(_ weightsRoot: HDF5Group, config: ModelConfig?, catalog: any LayerCatalog, source: String) throws -> [CheckpointLayer] {
         guard let names = try readStringList(weightsRoot, "layer_names", source) else {
             throw CheckpointError(file: source, object: "\(weightsRoot.path) attribute layer_names", problem: "missing")
         }
@@ -222,15 +236,16 @@ public final class Checkpoint {
                 }
                 weights.append(try describeWeight(
                     dataset: dataset, name: weightName, layerName: owner?.name ?? layerName, layer: owner,
-                    position: ownerPosition, count: ownerCount, modelTrainable: ownerTrainable, source: source))
+                    position: ownerPosition, count: ownerCount, modelTrainable: ownerTrainable, catalog: catalog, source: source))
             }
             result.append(CheckpointLayer(name: layerName, className: layerConfig?.className, weights: weights))
         }
         if let config {
             let stored = Set(names)
             for layer in config.layers where !stored.contains(layer.name) {
-                if let specs = LayerWeights.specs(for: layer), specs.isEmpty { continue }
-                if layer.nestedModel == nil, LayerWeights.specs(for: layer) == nil { continue }
+                let specs = catalog.weightSpecs(for: layer)
+                if let specs, specs.isEmpty { continue }
+                if layer.nestedModel == nil, specs == nil { continue }
                 throw CheckpointError(file: source, object: "layer \(layer.name)",
                                       problem: "model_config has a \(layer.className) layer with weights that the file does not store")
             }
@@ -241,13 +256,13 @@ public final class Checkpoint {
     /// Checks one stored weight against what its layer's config says and describes it.
     private static func describeWeight(
         dataset: HDF5Dataset, name: String, layerName: String, layer: LayerConfig?, position: Int, count: Int,
-        modelTrainable: Bool, source: String
+        modelTrainable: Bool, catalog: any LayerCatalog, source: String
     ) throws -> CheckpointWeight {
         let elementType = dataset.elementType
         let shape = dataset.shape
         try checkFitsInMemory(dataset.elementCount, source: source, object: dataset.path)
         var role = WeightRole(fileName: name)
-        if let layer, let specs = LayerWeights.specs(for: layer) {
+        if let layer, let specs = catalog.weightSpecs(for: layer) {
             guard specs.count == count else {
                 throw CheckpointError(file: source, object: dataset.path,
                                       problem: "layer \(layer.name) (\(layer.className)) stores \(count) weights, its config implies \(specs.count)")
@@ -265,7 +280,7 @@ public final class Checkpoint {
         guard elementType.isFloat || (role.mayBeInteger && elementType.isInteger) else {
             throw CheckpointError(file: source, object: dataset.path, problem: "weights must be floating point, found \(elementType)")
         }
-        let prunable = layer.flatMap { LayerWeights.prunableRoles[$0.className]?.contains(role) } ?? false
+        let prunable = layer.map { catalog.prunableRoles(className: $0.className).contains(role) } ?? false
         return CheckpointWeight(
             layerName: layerName, layerClass: layer?.className, role: role, name: name, datasetPath: dataset.path,
             shape: shape, trainable: role.isTrainable && (layer?.trainable ?? true) && modelTrainable, prunable: prunable)
@@ -285,14 +300,15 @@ public final class Checkpoint {
 
     /// Keras 3 names each layer's group after its class in snake case, numbered per name in
     /// model order (`conv2d`, `conv2d_1`, ...), and stores its variables as `vars/0`, `vars/1`.
-    private static func kerasWeightsLayers(file: HDF5File, config: ModelConfig, source: String) throws -> [CheckpointLayer] {
-        try kerasWeightsLayers(file: file, config: config, prefix: "", modelTrainable: true, source: source)
+    private static func kerasWeightsLayers(file: HDF5File, config: ModelConfig, catalog: any LayerCatalog,
+                                           source: String) throws -> [CheckpointLayer] {
+        try kerasWeightsLayers(file: file, config: config, catalog: catalog, prefix: "", modelTrainable: true, source: source)
     }
 
     /// The layers of `config` under `prefix`: a model used as a layer keeps its own layers in
     /// `<its group>/layers/...`, numbered per class within it.
-    private static func kerasWeightsLayers(file: HDF5File, config: ModelConfig, prefix: String, modelTrainable: Bool,
-                                           source: String) throws -> [CheckpointLayer] {
+    private static func kerasWeightsLayers(file: HDF5File, config: ModelConfig, catalog: any LayerCatalog, prefix: String,
+                                           modelTrainable: Bool, source: String) throws -> [CheckpointLayer] {
         let root = file.root
         var counters: [String: Int] = [:]
         var result: [CheckpointLayer] = []
@@ -303,17 +319,17 @@ public final class Checkpoint {
             counters[base] = index + 1
             let groupPath = prefix + "layers/" + (index == 0 ? base : "\(base)_\(index)")
             if let nested = layer.nestedModel {
-                result += try kerasWeightsLayers(file: file, config: nested, prefix: groupPath + "/",
+                result += try kerasWeightsLayers(file: file, config: nested, catalog: catalog, prefix: groupPath + "/",
                                                  modelTrainable: modelTrainable && layer.trainable, source: source)
                 continue
             }
-            guard let specs = LayerWeights.specs(for: layer) else {
+            guard let specs = catalog.weightSpecs(for: layer) else {
                 // Unknown class: take whatever variables it stored, roles unknown.
                 let stored = root.kind(of: groupPath + "/vars") == .group ? try root.group(groupPath + "/vars").childNames() : []
                 let weights = try stored.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map { name in
                     try describeWeight(dataset: root.dataset("\(groupPath)/vars/\(name)"), name: "vars/\(name)",
                                        layerName: layer.name, layer: nil, position: 0, count: 1,
-                                       modelTrainable: modelTrainable && layer.trainable, source: source)
+                                       modelTrainable: modelTrainable && layer.trainable, catalog: catalog, source: source)
                 }
                 result.append(CheckpointLayer(name: layer.name, className: layer.className, weights: weights))
                 continue
@@ -327,7 +343,7 @@ public final class Checkpoint {
                 }
                 weights.append(try describeWeight(
                     dataset: root.dataset(path), name: "vars/\(position)", layerName: layer.name, layer: layer,
-                    position: position, count: specs.count, modelTrainable: modelTrainable, source: source))
+                    position: position, count: specs.count, modelTrainable: modelTrainable, catalog: catalog, source: source))
             }
             result.append(CheckpointLayer(name: layer.name, className: layer.className, weights: weights))
         }

@@ -48,6 +48,9 @@ public struct ModelStatistics: Codable, Sendable {
     public var denseBytes: Int
     public var hasMasks: Bool
     public var maskProvenance: [String: String]
+    /// Layers whose class the layer catalog does not know, as "name (Class)": their weights are
+    /// counted as stored, none is prunable, and eval, grad, prune and train refuse the model.
+    public var unknownLayers: [String]
     public var layers: [WeightStatistics]
 
     enum CodingKeys: String, CodingKey {
@@ -55,7 +58,8 @@ public struct ModelStatistics: Codable, Sendable {
         case totalParameters = "total_parameters", trainableParameters = "trainable_parameters"
         case nonTrainableParameters = "non_trainable_parameters", prunableParameters = "prunable_parameters"
         case nonzeroParameters = "nonzero_parameters", sparsity, prunableSparsity = "prunable_sparsity"
-        case denseBytes = "dense_bytes", hasMasks = "has_masks", maskProvenance = "mask_provenance", layers
+        case denseBytes = "dense_bytes", hasMasks = "has_masks", maskProvenance = "mask_provenance"
+        case unknownLayers = "unknown_layers", layers
     }
 }
 
@@ -88,7 +92,7 @@ extension Checkpoint {
             sparsity: total == 0 ? 0 : Double(total - nonzero) / Double(total),
             prunableSparsity: prunable == 0 ? 0 : Double(prunable - prunableNonzero) / Double(prunable),
             denseBytes: rows.reduce(0) { $0 + $1.bytes }, hasMasks: rows.contains { $0.masked != nil },
-            maskProvenance: try maskProvenance(), layers: rows)
+            maskProvenance: try maskProvenance(), unknownLayers: unknownLayers, layers: rows)
     }
 
     /// Non-zeros and masked-out entries of one weight. A sparse member is counted from its stored

@@ -185,7 +185,7 @@ extension Checkpoint {
     // MARK: Reading a sparse export
 
     /// Layers of a sparse export, from the members' own attributes.
-    static func sparseLayers(_ root: HDF5Group, config: ModelConfig, source: String) throws -> (layers: [CheckpointLayer], members: [String: String]) {
+    static func sparseLayers(_ root: HDF5Group, config: ModelConfig, catalog: any LayerCatalog, source: String) throws -> (layers: [CheckpointLayer], members: [String: String]) {
         guard root.kind(of: "weights") == .group else {
             throw CheckpointError(file: source, object: "/weights", problem: "missing from the sparse export")
         }
@@ -221,7 +221,7 @@ extension Checkpoint {
                     layerName: try text("layer"), layerClass: layerClass.isEmpty ? nil : layerClass, role: role,
                     name: try text("name"), datasetPath: originalPath, shape: shape,
                     trainable: (try object.attribute("trainable").read(as: UInt8.self).first ?? 1) != 0,
-                    prunable: LayerWeights.prunableRoles[layerClass]?.contains(role) ?? false)
+                    prunable: catalog.prunableRoles(className: layerClass).contains(role))
                 found.append((order, weight, object.path))
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Engine
 import KerasCheckpoint
 
 struct ExportCommand: ParsableCommand {

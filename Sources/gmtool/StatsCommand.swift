@@ -8,7 +8,8 @@ struct StatsCommand: ParsableCommand {
         discussion: """
             Totals match Keras' model.count_params(). Prunable parameters are the kernels of \
             Conv2D, DepthwiseConv2D, SeparableConv2D and Dense layers. Weights that are entirely \
-            zero are flagged. Masks written by gmtool are reported when present.
+            zero are flagged. Masks written by gmtool are reported when present. Layers of a class \
+            gmtool does not run are listed: their weights are counted as stored, none prunable.
             """
     )
 
@@ -51,6 +52,9 @@ struct StatsCommand: ParsableCommand {
         lines.append("non-zero parameters:     \(grouped(s.nonzeroParameters))")
         lines.append("sparsity:                \(percent(s.sparsity)) overall, \(percent(s.prunableSparsity)) of prunable")
         lines.append("dense weight bytes:      \(grouped(s.denseBytes))")
+        if !s.unknownLayers.isEmpty {
+            lines.append("unknown layers:          \(s.unknownLayers.joined(separator: ", ")): weights counted as stored, none prunable; gmtool cannot run this model")
+        }
         let zeroLayers = s.layers.filter(\.allZero)
         if !zeroLayers.isEmpty {
             lines.append("all-zero kernels:        \(zeroLayers.count) (\(zeroLayers.map { "\($0.layer)/\($0.role)" }.joined(separator: ", ")))")

@@ -1,3 +1,4 @@
+import Engine
 import CZlib
 import Foundation
 import HDF5

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import HDF5
 import Testing
@@ -48,6 +49,34 @@ private let layoutNames: [String: CheckpointLayout] = [
         #expect(prunable.count == 28)
         #expect(prunable.filter { $0.role == .depthwiseKernel }.count == 13)
         #expect(!checkpoint.weights.contains { $0.prunable && $0.role == .bias })
+    }
+
+    /// The checkpoint reader knows layers only through the catalog it is given: with one that
+    /// knows no class, every weight is taken as stored (roles from the names, Keras 3's `vars/<i>`
+    /// unknown), none is prunable and every layer is listed as unknown; with one that knows
+    /// seqcnn's classes but prunes none, the roles and shapes are the registry's and nothing is
+    /// prunable.
+    @Test func theCatalogDecidesRolesAndPrunable() throws {
+        struct Knows: LayerCatalog {
+            let classes: Set<String>
+            let prunes: Bool
+            func weightSpecs(for layer: LayerConfig) -> [WeightSpec]? {
+                classes.contains(layer.className) ? LayerRegistry.standard.weightSpecs(for: layer) : nil
+            }
+            func prunableRoles(className: String) -> Set<WeightRole> {
+                prunes ? LayerRegistry.standard.prunableRoles(className: className) : []
+            }
+        }
+        let standard = try Checkpoint.open(Fixtures.path("seqcnn_k3.keras"))
+        #expect(standard.weights.contains(where: \.prunable) && standard.unknownLayers.isEmpty)
+        let none = try Checkpoint.open(Fixtures.path("seqcnn_k3.keras"), layers: Knows(classes: [], prunes: true))
+        #expect(none.weights.count == standard.weights.count && !none.weights.contains(where: \.prunable))
+        #expect(none.weights.allSatisfy { if case .other(let name) = $0.role { return Int(name) != nil } else { return false } })
+        #expect(none.unknownLayers.count == standard.modelConfig!.layers.count)
+        let classes = Set(standard.modelConfig!.layers.map(\.className))
+        let unpruned = try Checkpoint.open(Fixtures.path("seqcnn_k3.keras"), layers: Knows(classes: classes, prunes: false))
+        #expect(unpruned.weights.map(\.role) == standard.weights.map(\.role) && !unpruned.weights.contains(where: \.prunable))
+        #expect(unpruned.unknownLayers.isEmpty)
     }
 
     @Test func keras3ArchiveNamesTheDepthwiseWeightKernelButItIsDepthwise() throws {

@@ -1,3 +1,4 @@
+import Engine
 import CIFAR
 import Foundation
 import HDF5

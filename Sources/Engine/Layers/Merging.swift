@@ -2,14 +2,24 @@ import KerasCheckpoint
 
 // The merging family: Add, Subtract, Multiply, Average, Maximum, Minimum (elementwise, with
 // TensorFlow's broadcasting of size-1 axes, as squeeze-and-excite blocks multiply an (h, w, c)
-// tensor by a (1, 1, c) one) and Concatenate (last axis). Graph building and operations.
+// tensor by a (1, 1, c) one) and Concatenate (last axis); also Keras 3's `keras.ops` arithmetic
+// on a tensor and a number recorded in a Functional config (`addOperation`, which `GraphBuilder`
+// calls for any layer that `LayerConfig.isOperation`). Graph building and operations.
 
-extension GraphBuilder {
-    static let mergeKinds: [String: MergeOperation.Kind] = [
+enum Merging: LayerFamily {
+    static let kinds: [String: MergeOperation.Kind] = [
         "Add": .add, "Subtract": .subtract, "Multiply": .multiply, "Average": .average,
         "Maximum": .maximum, "Minimum": .minimum,
     ]
 
+    static let layers: [String: LayerDefinition] = kinds.mapValues { kind in
+        LayerDefinition(readsSeveralInputs: true) { builder, layer, inputs in try builder.addMerge(layer, kind: kind, inputs: inputs) }
+    }.merging(["Concatenate": LayerDefinition(readsSeveralInputs: true) { builder, layer, inputs in
+        try builder.addConcatenate(layer, inputs: inputs)
+    }]) { _, _ in preconditionFailure("Concatenate is not an elementwise merge") }
+}
+
+extension GraphBuilder {
     /// The node for an elementwise merge layer over `inputs` (node indices).
     mutating func addMerge(_ layer: LayerConfig, kind: MergeOperation.Kind, inputs: [Int]) throws -> Int {
         let shapes = inputs.map { nodes[$0].shape }

@@ -3,10 +3,10 @@ import ModelState
 
 // The preprocessing and augmentation family: Rescaling (x * scale + offset), Normalization, the random
 // augmentation layers and the noise/regularization layers, which Keras applies only in
-// training and which are the identity at inference (eval, grad, prune), and the layers that
-// cannot run (Lambda, TFOpLambda, custom classes), refused with the reason.
+// training and which are the identity at inference (eval, grad, prune), Dropout, and the layers
+// that cannot run (Lambda, TFOpLambda, SlicingOpLambda), refused with the reason.
 
-extension GraphBuilder {
+enum Preprocessing: LayerFamily {
     /// Layers that are the identity at inference and do something else in training, with what
     /// they do. `train` refuses a model that has one (`Network.trainingOnlyLayers`) rather than
     /// train it without.
@@ -19,63 +19,78 @@ extension GraphBuilder {
         "GaussianNoise": "additive noise", "ActivityRegularization": "a loss term",
     ]
 
+    static let layers: [String: LayerDefinition] = inferenceIdentities.mapValues { effect in
+        LayerDefinition { builder, layer, inputs in
+            builder.trainingOnlyLayers.append("\(layer.name) (\(layer.className)) is \(effect) that Keras applies only in training")
+            return builder.addIdentity(layer, input: inputs[0])
+        }
+    }.merging([
+        "RandomCrop": LayerDefinition { builder, layer, inputs in try builder.addRandomCrop(layer, input: inputs[0]) },
+        "Rescaling": LayerDefinition { builder, layer, inputs in try builder.addRescaling(layer, input: inputs[0]) },
+        "Normalization": LayerDefinition(
+            weights: { layer in
+                // Statistics given in the config are constants, not weights.
+                if let mean = layer.config["mean"], mean != .null { return [] }
+                return [WeightSpec(role: .mean, shape: [nil]), WeightSpec(role: .variance, shape: [nil]),
+                        WeightSpec(role: .count, shape: [])]
+            },
+            build: { builder, layer, inputs in try builder.addNormalization(layer, input: inputs[0]) }),
+        // Keras' Dropout: the identity at inference, a mask in training (`DropoutOperation`).
+        "Dropout": LayerDefinition { builder, layer, inputs in
+            let shape = builder.nodes[inputs[0]].shape
+            let rate = Float(layer.config["rate"]?.double ?? 0)
+            return builder.append(builder.node(layer, DropoutOperation(rate: rate, count: shape.reduce(1, *)), shape, inputs: inputs))
+        },
+    ]) { _, _ in preconditionFailure("a preprocessing layer is declared twice") }
+
     /// Layers that cannot run outside Python, with the reason.
-    static let cannotRun: [String: String] = [
+    static let refused: [String: String] = [
         "Lambda": "runs Python code saved with the model, which gmtool cannot run; rebuild the model with built-in Keras layers",
         "TFOpLambda": "is a TensorFlow operation recorded from Python code (Keras 2 writes `x + 3` or `tf.nn.relu(x)` on a tensor this way), which gmtool cannot run; rebuild the model with built-in Keras layers (Keras 3 saves such models with them)",
         "SlicingOpLambda": "is tensor slicing recorded from Python code, which gmtool cannot run; rebuild the model with built-in Keras layers",
     ]
-
-    /// Builds a layer of this family, or returns nil when `layer` is not one.
-    mutating func addPreprocessing(_ layer: LayerConfig, input: Int) throws -> Int? {
-        let shape = nodes[input].shape
-        let count = shape.reduce(1, *)
-        func identity() -> Int {
-            append(Node(name: layer.name, layerName: layer.name, className: layer.className,
-                        operation: CopyOperation(count: count), inputs: [input], shape: shape))
-        }
-        if let effect = Self.inferenceIdentities[layer.className] {
-            trainingOnlyLayers.append("\(layer.name) (\(layer.className)) is \(effect) that Keras applies only in training")
-            return identity()
-        }
-        switch layer.className {
-        case "RandomCrop":
-            // At inference Keras resizes (Keras 2) or centre-crops (Keras 3) to the target size;
-            // where that is the input's size, both are the identity.
-            let target = [layer.config["height"]?.int, layer.config["width"]?.int]
-            guard shape.count == 3, target == [shape[0], shape[1]] else {
-                throw error(layer, "crops to \(target.map { $0.map(String.init) ?? "?" }.joined(separator: "x")) at inference, which gmtool does not do (only a crop to the input's own size \(shape.prefix(2).map(String.init).joined(separator: "x")))")
-            }
-            trainingOnlyLayers.append("\(layer.name) (RandomCrop) is a random augmentation that Keras applies only in training")
-            return identity()
-        case "Rescaling":
-            let channels = shape.last ?? 1
-            func values(_ key: String, default value: Float) throws -> [Float] {
-                guard let raw = layer.config[key], raw != .null else { return [value] }
-                if let number = raw.double { return [Float(number)] }
-                if let list = raw.array?.compactMap(\.double), list.count == raw.array?.count,
-                   list.count == 1 || list.count == channels {
-                    return list.map(Float.init)
-                }
-                throw error(layer, "\(key) must be a number or a list of \(channels) numbers (one per channel)")
-            }
-            let operation = RescalingOperation(scale: try values("scale", default: 1), offset: try values("offset", default: 0),
-                                               count: count, channels: channels)
-            return append(Node(name: layer.name, layerName: layer.name, className: layer.className,
-                               operation: operation, inputs: [input], shape: shape))
-        case "Normalization":
-            return try addNormalization(layer, input: input)
-        default:
-            return nil
-        }
-    }
 }
 
 extension GraphBuilder {
+    /// A node that passes its input through (a layer that is the identity at inference).
+    mutating func addIdentity(_ layer: LayerConfig, input: Int) -> Int {
+        let shape = nodes[input].shape
+        return append(node(layer, CopyOperation(count: shape.reduce(1, *)), shape, inputs: [input]))
+    }
+
+    mutating func addRandomCrop(_ layer: LayerConfig, input: Int) throws -> Int {
+        let shape = nodes[input].shape
+        // At inference Keras resizes (Keras 2) or centre-crops (Keras 3) to the target size;
+        // where that is the input's size, both are the identity.
+        let target = [layer.config["height"]?.int, layer.config["width"]?.int]
+        guard shape.count == 3, target == [shape[0], shape[1]] else {
+            throw error(layer, "crops to \(target.map { $0.map(String.init) ?? "?" }.joined(separator: "x")) at inference, which gmtool does not do (only a crop to the input's own size \(shape.prefix(2).map(String.init).joined(separator: "x")))")
+        }
+        trainingOnlyLayers.append("\(layer.name) (RandomCrop) is a random augmentation that Keras applies only in training")
+        return addIdentity(layer, input: input)
+    }
+
+    mutating func addRescaling(_ layer: LayerConfig, input: Int) throws -> Int {
+        let shape = nodes[input].shape
+        let channels = shape.last ?? 1
+        func values(_ key: String, default value: Float) throws -> [Float] {
+            guard let raw = layer.config[key], raw != .null else { return [value] }
+            if let number = raw.double { return [Float(number)] }
+            if let list = raw.array?.compactMap(\.double), list.count == raw.array?.count,
+               list.count == 1 || list.count == channels {
+                return list.map(Float.init)
+            }
+            throw error(layer, "\(key) must be a number or a list of \(channels) numbers (one per channel)")
+        }
+        let operation = RescalingOperation(scale: try values("scale", default: 1), offset: try values("offset", default: 0),
+                                           count: shape.reduce(1, *), channels: channels)
+        return append(node(layer, operation, shape, inputs: [input]))
+    }
+
     /// Keras' Normalization over the last axis: adapted statistics from the file (mean, variance
     /// and the int64 count, which only records how many samples `adapt` saw), or constants from
     /// the config.
-    private mutating func addNormalization(_ layer: LayerConfig, input: Int) throws -> Int {
+    mutating func addNormalization(_ layer: LayerConfig, input: Int) throws -> Int {
         let shape = nodes[input].shape
         let channels = shape.last ?? 1
         let axis = layer.config["axis"]
