@@ -14,9 +14,11 @@ dense.
 
 gmtool side (with --gmtool BIN): `gmtool prune MODEL --target-sparsity S --per-layer --gamma inf`
 with and without `--skip-depthwise`; its masks (/gmtool_masks) are compared kernel by kernel with
-tfmot's, and its output is evaluated by Keras here.
+tfmot's, and its output is evaluated by Keras here. Then gmtool's GMP step itself: `gmtool train
+--method gmp --begin-epoch 1 --end-epoch 1` for one epoch on a small file, against tfmot's step on
+the weights the same run without pruning ends with (masks and every weight compared).
 
-usage: tfmot_gmp_check.py MODEL.h5 TEST.bin [--sparsity S ...] [--gmtool BIN]
+usage: tfmot_gmp_check.py MODEL.h5 TEST.bin [--sparsity S ...] [--gmtool BIN [--train-data FILE.bin]]
 Needs tensorflow 2.15 (tf.keras, Keras 2) and tensorflow-model-optimization 0.7.5.
 """
 import argparse
@@ -37,6 +39,8 @@ p.add_argument("model")
 p.add_argument("test")
 p.add_argument("--sparsity", type=float, nargs="+", default=[0.5, 0.55, 0.8])
 p.add_argument("--gmtool")
+p.add_argument("--train-data", default="../shared/data/cifar10-exact-subset/test_batch_first1000.bin",
+               help="CIFAR-10 binary file for the one-epoch GMP step check (train and validation)")
 args = p.parse_args()
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -52,8 +56,8 @@ def top1(model):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
-def load():
-    return tf.keras.models.load_model(args.model, compile=False)
+def load(path=None):
+    return tf.keras.models.load_model(path or args.model, compile=False)
 
 
 def keep_mask(w, s):
@@ -85,10 +89,10 @@ first = next(l.name for l in base.layers if registry.get(l.name))
 last = [l.name for l in base.layers if registry.get(l.name)][-1]
 
 
-def tfmot_masks(s):
+def tfmot_masks(s, path=None):
     """{weight path: keep mask} and top-1 of tfmot's own one-shot prune at sparsity s."""
     model = tfmot.sparsity.keras.prune_low_magnitude(
-        load(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(s, begin_step=0, frequency=1))
+        load(path), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(s, begin_step=0, frequency=1))
     masks = {}
     for layer in model.layers:
         if isinstance(layer, pruning_wrapper.PruneLowMagnitude) and layer.pruning_vars:
@@ -98,7 +102,7 @@ def tfmot_masks(s):
             for weight, mask, _ in layer.pruning_vars:
                 masks[(layer.layer.name, weight.name.split("/")[-1].split(":")[0])] = mask.numpy() != 0
     stripped = tfmot.sparsity.keras.strip_pruning(model)
-    return masks, top1(stripped)
+    return masks, (top1(stripped) if path is None else stripped)
 
 
 def numpy_prune(masks_for):
@@ -171,3 +175,26 @@ for s in args.sparsity:
                 print(f"  {label} output, Keras top-1: {top1(m):.4f}"
                       f" (compared with tfmot's rule {'on its registry layers' if extra else 'with depthwise kernels added'})")
                 os.remove(out)
+
+if args.gmtool:
+    # gmtool's GMP step itself: `train --method gmp` with begin = end = 1 prunes once, to S, after
+    # epoch 1. The same run dense (no pruning) holds the weights that step saw, so tfmot's own
+    # mask update on the dense run's output must give the GMP run's masks, and the GMP run's
+    # weights must be the dense run's times those masks, every other weight equal.
+    small = args.train_data
+    print(f"\ngmtool train --method gmp, one epoch on {small} (begin = end = 1), against tfmot's step on the same weights")
+    with tempfile.TemporaryDirectory() as tmp:
+        common = [args.gmtool, "train", args.model, "--train-data", small, "--val-data", small, "--epochs", "1", "--quiet"]
+        dense = os.path.join(tmp, "dense.h5")
+        subprocess.run(common + ["-o", dense], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for s in args.sparsity:
+            out = os.path.join(tmp, "gmp.h5")
+            subprocess.run(common + ["--method", "gmp", "--final-sparsity", str(s), "--begin-epoch", "1", "--end-epoch", "1", "-o", out],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            theirs, stripped = tfmot_masks(s, dense)
+            ours = {k: v for k, v in gmtool_masks(out).items() if not np.all(v)}
+            compare(f"gmtool gmp step at {s}", ours, theirs)
+            gmp_model = load(out)
+            same = all(np.array_equal(a, b) for a, b in zip(gmp_model.get_weights(), stripped.get_weights()))
+            print(f"  every weight of the GMP run equals tfmot's pruned dense run: {same}")
+            os.remove(out)
