@@ -8,7 +8,8 @@
 # beta for paper/magnitude is chosen once per (S, gamma) with `gmtool prune --target-sparsity S --dry-run`
 # on the starting model over the same 2,000 validation images the training run prunes with, so the
 # sparsity after the first pruning step is S; the sparsity at the end is measured and reported.
-# Usage: bash benchmarks/study.sh [SEED...]   (default seeds 1 2 3); GMTOOL=path overrides the binary.
+# Usage: bash benchmarks/study.sh [SEED...]   (default seeds 1 2 3); GMTOOL=path overrides the binary;
+# RULES="gmp" (any of paper magnitude gmp) runs only those rules beside the dense runs.
 # Each run takes about 40 s on the 2-core machine when it has it to itself; outputs go to runs/study/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,9 @@ seeds=("$@"); [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
 common=(--train-data "$data/data_batch_1.bin" --val-data "$data/data_batch_5.bin" --epochs 5
         --optimizer sgd --lr 0.01 --nesterov --schedule cosine --quiet)
 out=runs/study; mkdir -p "$out"
+rules=" ${RULES:-paper magnitude gmp} "
 declare -A beta
-for s in 0.8 0.9 0.95; do
+[[ $rules == *" paper "* || $rules == *" magnitude "* ]] && for s in 0.8 0.9 0.95; do
   for g in $gamma inf; do
     f="$out/beta_${s}_$g.json"
     if [ "$g" = inf ]; then grad=(); else grad=(--data "$data/data_batch_5.bin" --limit $images); fi
@@ -46,9 +48,9 @@ run() { # name seed args...
 for seed in "${seeds[@]}"; do
   run dense "$seed"
   for s in 0.8 0.9 0.95; do
-    run "paper_$s" "$seed" --delta 2 --prune-images $images --beta "${beta[$s,$gamma]}" --gamma $gamma
-    run "magnitude_$s" "$seed" --delta 2 --beta "${beta[$s,inf]}" --gamma inf
-    run "gmp_$s" "$seed" --method gmp --final-sparsity $s --begin-epoch 1 --end-epoch 4 --frequency 1
+    [[ $rules != *" paper "* ]] || run "paper_$s" "$seed" --delta 2 --prune-images $images --beta "${beta[$s,$gamma]}" --gamma $gamma
+    [[ $rules != *" magnitude "* ]] || run "magnitude_$s" "$seed" --delta 2 --beta "${beta[$s,inf]}" --gamma inf
+    [[ $rules != *" gmp "* ]] || run "gmp_$s" "$seed" --method gmp --final-sparsity $s --begin-epoch 1 --end-epoch 4 --frequency 1
   done
 done
 python3 - "$out" "${seeds[@]}" <<'PY'

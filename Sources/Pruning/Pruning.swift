@@ -286,6 +286,43 @@ public func targetsForLayerSparsity(_ model: Model, targets: [PruningTarget], gr
     return chosen
 }
 
+/// The targets with the betas of tfmot's magnitude step (`pruning_impl._update_mask`,
+/// tensorflow-model-optimization 0.7.5) at `sparsity`, gamma infinity: each kernel of n entries
+/// keeps its k = max(round(n (1 - s)), 1) largest |w|, computed as tfmot does in float32 with
+/// round half to even, and the entries tied with the k-th largest; the others are pruned. So beta
+/// is the k-th largest |w| itself (the rule prunes |w| < beta), zeros and masked (zero) entries
+/// counted among the n as tfmot counts them. The one difference: where a kernel already holds
+/// more zeros than n - k, tfmot's new mask would set those entries' bits back to 1 (their weights
+/// stay 0); gmtool's masks only lose bits. `gmtool train --method gmp` prunes with this;
+/// `benchmarks/tfmot_gmp_check.py` compares the masks with tfmot's on a real model.
+public func targetsForTfmotSparsity(_ model: Model, targets: [PruningTarget], sparsity: Double) throws -> [PruningTarget] {
+    guard sparsity >= 0 && sparsity < 1 else { throw PruningError("sparsity must be in [0, 1) (got \(sparsity))") }
+    var chosen = targets
+    for index in chosen.indices {
+        guard let parameter = model.parameter(for: chosen[index].weight) else {
+            throw PruningError("\(chosen[index].weight.datasetPath) is not a weight of \(model.path)")
+        }
+        chosen[index].beta = tfmotThreshold(Array(parameter.values), sparsity: sparsity)
+        chosen[index].gamma = .infinity
+    }
+    return chosen
+}
+
+/// How many of `count` entries tfmot keeps at `sparsity`: max(round(n (1 - s)), 1) in float32,
+/// `tf.math.round` rounding half to even.
+func tfmotKeptCount(_ count: Int, sparsity: Double) -> Int {
+    max(Int((Float(count) * (1 - Float(sparsity))).rounded(.toNearestOrEven)), 1)
+}
+
+/// The k-th largest |w| (k from `tfmotKeptCount`): pruning |w| < it keeps what tfmot keeps. A
+/// NaN never compares below a threshold, so it is never pruned; it is counted as the largest.
+func tfmotThreshold(_ values: [Float], sparsity: Double) -> Float {
+    if values.isEmpty { return 0 }
+    let kept = min(tfmotKeptCount(values.count, sparsity: sparsity), values.count)
+    var magnitudes = values.map { $0.isNaN ? Float.infinity : abs($0) }
+    return kthSmallest(&magnitudes, values.count - kept)
+}
+
 /// Writes a gamma to JSON: the number, or `null` with `flag` true when it is infinite (the rule
 /// is magnitude-only), so every JSON gmtool prints says infinity the same way.
 public func encodeGamma<Key: CodingKey>(_ gamma: Float, in container: inout KeyedEncodingContainer<Key>, value: Key, flag: Key) throws {

@@ -9,7 +9,9 @@ import Pruning
 /// in epochs instead of steps: after epoch e with begin <= e <= end and (e - begin) % frequency ==
 /// 0, every selected kernel is pruned by magnitude, on its own, to
 ///   s(e) = (initial - final) * (1 - p)^power + final,  p = min(1, max(0, (e - begin) / (end - begin)))
-/// (tfmot's formula; tfmot evaluates it in float32, this in Double). A kernel whose mask already
+/// (tfmot's formula; tfmot evaluates it in float32, this in Double). Each step is tfmot's
+/// `prune_low_magnitude` step (`targetsForTfmotSparsity`): the kernels tfmot's prune_registry
+/// lists (no depthwise kernel), tfmot's count of kept weights. A kernel whose mask already
 /// prunes more stays as it is: masks only lose bits.
 public struct GradualSchedule: Sendable, Codable, Equatable {
     public var initialSparsity: Double
@@ -18,6 +20,11 @@ public struct GradualSchedule: Sendable, Codable, Equatable {
     public var endEpoch: Int
     public var frequency: Int
     public var power: Double
+    /// Which step the run prunes with, saved so a run saved by an earlier gmtool, whose GMP also
+    /// pruned depthwise kernels and pruned ceil(s n) of a kernel's n weights (no `rule` in its settings), is
+    /// not resumed with another step.
+    public var rule: String?
+    public static let tfmotRule = "tfmot 0.7.5 prune_low_magnitude"
 
     public init(initialSparsity: Double = 0, finalSparsity: Double, beginEpoch: Int, endEpoch: Int, frequency: Int = 1, power: Double = 3) {
         self.initialSparsity = initialSparsity
@@ -26,6 +33,7 @@ public struct GradualSchedule: Sendable, Codable, Equatable {
         self.endEpoch = endEpoch
         self.frequency = frequency
         self.power = power
+        self.rule = Self.tfmotRule
     }
 
     public func prunes(afterEpoch epoch: Int) -> Bool {
@@ -241,6 +249,9 @@ public final class Trainer {
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let saved = try attribute("settings")
         guard let previous = try? decoder.decode(TrainingSettings.self, from: Data(saved.utf8)) else { throw damaged("settings") }  // reported as damage to the attribute
+        if let gradual = previous.gradual, gradual.rule != GradualSchedule.tfmotRule {
+            throw TrainingError("\(file): was trained by an earlier gmtool's GMP, which also pruned depthwise kernels; this gmtool prunes as tfmot does and cannot continue it (start the run again)")
+        }
         guard previous == settings else {
             throw TrainingError("\(file): was trained with other settings; resume with the same command line (\(saved))")
         }
@@ -384,14 +395,16 @@ public final class Trainer {
         pruningSettings.exclude = settings.exclude
         pruningSettings.skipDepthwise = settings.skipDepthwise
         if let gradual = settings.gradual {
-            // GMP: magnitude only, each kernel to the schedule's sparsity on its own.
+            // GMP as tfmot's prune_low_magnitude: magnitude only, each kernel to the schedule's
+            // sparsity on its own by tfmot's count, and only the kernels tfmot's prune_registry
+            // lists (Conv, Dense and SeparableConv2D pointwise kernels; no depthwise kernel).
             pruningSettings.gamma = .infinity
+            pruningSettings.skipDepthwise = true
             let level = gradual.sparsity(afterEpoch: epoch)
-            let targets = try targetsForLayerSparsity(model, targets: try pruningSettings.targets(in: source), gradients: [:],
-                                                      layerTargets: [("*", level)])
+            let targets = try targetsForTfmotSparsity(model, targets: try pruningSettings.targets(in: source), sparsity: level)
             let report = try prune(model, targets: targets, gradients: [:])
             lastPruning = report
-            log("GMP after epoch \(epoch): every kernel to sparsity \(String(format: "%.4f", level)), pruned \(report.prunedNow) weights; sparsity now \(String(format: "%.2f%%", sparsity() * 100))")
+            log("GMP after epoch \(epoch): every kernel but the depthwise ones to sparsity \(String(format: "%.4f", level)), pruned \(report.prunedNow) weights; sparsity now \(String(format: "%.2f%%", sparsity() * 100))")
             return report.prunedNow
         }
         guard let beta = settings.beta else { return 0 }
@@ -439,7 +452,7 @@ public final class Trainer {
         var pruning: [String: String] = [:]
         if model.parameters.contains(where: { $0.mask != nil }), let gradual = settings.gradual {
             pruning = [
-                "rule": "gradual magnitude pruning: each kernel to s(e) = (initial - final) * (1 - p)^power + final, p = (e - begin) / (end - begin), every frequency epochs",
+                "rule": "gradual magnitude pruning as tfmot 0.7.5's prune_low_magnitude: every kernel but the depthwise ones keeps its max(round(n (1 - s(e))), 1) largest |w| (and ties), s(e) = (initial - final) * (1 - p)^power + final, p = (e - begin) / (end - begin), every frequency epochs",
                 "initial_sparsity": String(gradual.initialSparsity), "final_sparsity": String(gradual.finalSparsity),
                 "begin_epoch": String(gradual.beginEpoch), "end_epoch": String(gradual.endEpoch), "frequency": String(gradual.frequency),
                 "power": String(gradual.power),

@@ -77,10 +77,10 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Seed for shuffling, augmentation and dropout.")
     var seed: UInt64 = 1
 
-    @Option(name: .long, help: "Pruning method: paper (the rule with --beta/--gamma every --delta epochs) or gmp (gradual magnitude pruning, tfmot's PolynomialDecay schedule with power 3).")
+    @Option(name: .long, help: "Pruning method: paper (the rule with --beta/--gamma every --delta epochs) or gmp (gradual magnitude pruning as tfmot's prune_low_magnitude: PolynomialDecay schedule with power 3, every Conv/Dense kernel but no depthwise kernel).")
     var method: Method = .paper
 
-    @Option(name: .long, parsing: .unconditional, help: "For --method gmp: the sparsity every kernel reaches at --end-epoch.")
+    @Option(name: .long, parsing: .unconditional, help: "For --method gmp: the sparsity every kernel (depthwise kernels are never pruned) reaches at --end-epoch.")
     var finalSparsity: Double?
 
     @Option(name: .long, parsing: .unconditional, help: "For --method gmp: the sparsity at --begin-epoch.")
@@ -154,6 +154,7 @@ struct TrainCommand: ParsableCommand {
                 throw ValidationError("--method gmp needs --final-sparsity, --begin-epoch and --end-epoch")
             }
             if beta != nil || gamma.isFinite || pruneImages != nil { throw ValidationError("--method gmp prunes by magnitude on a schedule; --beta, --gamma and --prune-images belong to --method paper") }
+            if skipDepthwise { throw ValidationError("--skip-depthwise is used only with --method paper (--method gmp never prunes depthwise kernels, as tfmot)") }
             if !(finalSparsity > 0 && finalSparsity < 1) { throw ValidationError("--final-sparsity must be between 0 and 1 (exclusive)") }
             if !(initialSparsity >= 0 && initialSparsity <= finalSparsity) { throw ValidationError("--initial-sparsity must be in [0, --final-sparsity]") }
             if frequency <= 0 { throw ValidationError("--frequency must be positive") }

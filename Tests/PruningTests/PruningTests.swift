@@ -234,6 +234,52 @@ func applyRule(_ w: inout [Float], _ g: [Float], _ mask: inout [UInt8], beta: Fl
         }
     }
 
+    /// tfmot's count (pruning_impl._update_mask, tfmot 0.7.5): k = max(round(n (1 - s)), 1) kept,
+    /// float32, round half to even. 144 entries at 0.55: 64.8 -> 65 kept, 79 pruned, what tfmot
+    /// pruned in conv_dw_1 of the reference model (benchmarks/tfmot_gmp_check.py), where
+    /// "at least S" (`--per-layer`) prunes ceil(79.2) = 80.
+    @Test func tfmotKeptCountRoundsAsTfmot() {
+        #expect(tfmotKeptCount(144, sparsity: 0.55) == 65)
+        #expect(tfmotKeptCount(5, sparsity: 0.5) == 2, "2.5 rounds to even")
+        #expect(tfmotKeptCount(7, sparsity: 0.5) == 4, "3.5 rounds to even")
+        #expect(tfmotKeptCount(10, sparsity: 0.99) == 1, "at least one kept")
+        #expect(tfmotKeptCount(432, sparsity: 0) == 432)
+    }
+
+    /// Entries tied with the k-th largest |w| are kept, as tfmot's mask |w| >= threshold keeps
+    /// them: 5 entries at 0.5 keep k = 2, the k-th largest is 0.2, which three entries share, so
+    /// only 0.1 is pruned (a "prune ties together" rule would prune four).
+    @Test func tfmotThresholdKeepsTies() throws {
+        let values: [Float] = [0.3, -0.2, 0.2, 0.1, 0.2]
+        #expect(tfmotThreshold(values, sparsity: 0.5) == 0.2)
+        var w = values, m = [UInt8](repeating: 1, count: 5)
+        #expect(referenceRule(&w, [Float](repeating: 0, count: 5), &m, beta: 0.2, gamma: .infinity) == 1)
+        #expect(m == [1, 1, 1, 0, 1])
+        #expect(tfmotThreshold([Float.nan, 1, 2, 3], sparsity: 0.5) == 3, "NaN counts as the largest: NaN and 3 are kept")
+    }
+
+    /// On the MobileNet fixture every kernel's mask after one step is tfmot's, written plainly:
+    /// sort |w| descending, keep |w| >= the k-th (tfmot's `top_k` and `greater_equal`).
+    @Test func tfmotStepKeepsTfmotsMask() throws {
+        var settings = PruningSettings(beta: 0, gamma: .infinity)
+        settings.skipDepthwise = true
+        let targets = try settings.targets(in: mobilenet)
+        for goal in [0.5, 0.55, 0.8] {
+            let pruned = try model(), source = try model()
+            let chosen = try targetsForTfmotSparsity(pruned, targets: targets, sparsity: goal)
+            _ = try prune(pruned, targets: chosen, gradients: [:])
+            for target in targets {
+                let w = Array(source.parameter(for: target.weight)!.values)
+                let k = max(Int((Float(w.count) * (1 - Float(goal))).rounded(.toNearestOrEven)), 1)
+                let threshold = w.map { abs($0) }.sorted(by: >)[k - 1]
+                let expected = w.map { abs($0) >= threshold ? UInt8(1) : 0 }
+                let mask = try #require(pruned.parameter(for: target.weight)!.mask)
+                #expect(mask.bits == expected, "\(target.weight.datasetPath) at \(goal)")
+                #expect(mask.prunedCount == w.count - k, "\(target.weight.datasetPath): the fixture's weights are distinct")
+            }
+        }
+    }
+
     @Test func partialSelectionEqualsSorting() {
         var state: UInt64 = 3
         for count in [1, 2, 3, 17, 1000, 4097] {

@@ -109,6 +109,57 @@ struct Interrupted: Error {}
         #expect(masked >= pruned[1] + pruned[3])
     }
 
+    /// GMP's step is tfmot's prune_low_magnitude step: on MobileNet after epoch 1 (begin = end = 1,
+    /// so s = 0.55 at once) no depthwise kernel is masked, and every other kernel's mask is tfmot's
+    /// rule written plainly (keep |w| >= the k-th largest, k = max(round(n (1 - s)), 1) in float32)
+    /// on the weights a dense run of the same settings holds after its epoch 1 (pruning comes
+    /// after the epoch's training, so the weights it sees are those).
+    @Test func gradualMagnitudePruningIsTfmotsStep() throws {
+        let data = try TinyCIFAR()
+        let source = try Checkpoint.open(fixtures.appendingPathComponent("mobilenet_k2.h5").path)
+        var dense = settings(epochs: 1, delta: 1)
+        dense.beta = nil
+        dense.gamma = .infinity
+        var gmp = dense
+        gmp.gradual = GradualSchedule(finalSparsity: 0.55, beginEpoch: 1, endEpoch: 1)
+        try trainer(data, source: source, settings: dense, resume: false).run(output: data.path("dense.h5"))
+        try trainer(data, source: source, settings: gmp, resume: false).run(output: data.path("gmp.h5"))
+        let before = try Checkpoint.open(data.path("dense.h5")), after = try Checkpoint.open(data.path("gmp.h5"))
+        var masked = 0
+        for weight in after.weights where weight.prunable {
+            let mask = try after.mask(for: weight)
+            if weight.role == .depthwiseKernel {
+                #expect(mask == nil || mask!.allSatisfy { $0 != 0 }, "\(weight.datasetPath): tfmot does not prune depthwise kernels")
+                continue
+            }
+            let w = try before.read(weight)
+            let k = max(Int((Float(w.count) * (1 - Float(0.55))).rounded(.toNearestOrEven)), 1)
+            let threshold = w.map { abs($0) }.sorted(by: >)[k - 1]
+            #expect(try #require(mask) == w.map { abs($0) >= threshold ? UInt8(1) : 0 }, "\(weight.datasetPath)")
+            masked += 1
+        }
+        #expect(masked == 15, "the 14 Conv2D kernels and conv_preds")
+
+        // A GMP run saved by an earlier gmtool (no rule in its settings) is not continued with
+        // another step.
+        var interrupted = gmp
+        interrupted.epochs = 2
+        interrupted.gradual = GradualSchedule(finalSparsity: 0.55, beginEpoch: 1, endEpoch: 2)
+        let saved = data.path("old.h5")
+        do {
+            try trainer(data, source: source, settings: interrupted, resume: false).run(output: saved, epochDone: { _ in throw Interrupted() })
+        } catch is Interrupted {}
+        var old = interrupted
+        old.gradual!.rule = nil
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try HDF5File.open(saved, mode: .readWrite).root.group("gmtool_training")
+            .setAttribute("settings", string: String(decoding: try encoder.encode(old), as: UTF8.self))
+        let error = #expect(throws: TrainingError.self) { try trainer(data, source: try Checkpoint.open(saved), settings: interrupted, resume: true) }
+        #expect(error?.description == "\(saved): was trained by an earlier gmtool's GMP, which also pruned depthwise kernels; this gmtool prunes as tfmot does and cannot continue it (start the run again)")
+    }
+
     /// How a saved run can be damaged, and what resuming from it must say (`FILE`, `SLOT` and
     /// `COUNT` stand for the file, the first kernel's momentum dataset and the kernel's size).
     enum Damage: String, CaseIterable {
