@@ -6,38 +6,51 @@
 # (pass / N + one shard's fixed cost + the merge).
 # Usage: bash benchmarks/shards.sh [IMAGES [N [SPLIT]]]   (default: 4000 test images, 4 shards;
 # SPLIT train has 40,000 images; release build)
+# Environment: REPEAT=R runs the whole comparison R times, interleaved, and reports each
+# command's fastest run (wall and CPU each; the machine is shared, the minimum is the least
+# disturbed); MODEL=FILE and DATA="--data ..." replace the reference model and CIFAR-10 (e.g. the
+# 224x224 case of benchmarks/make_large_input.py), BATCH=B the batch size (default 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images=${1:-4000}
 shards=${2:-4}
 split=${3:-test}
+repeat=${REPEAT:-1}
 swift build -c release >/dev/null
 bin=.build/release/gmtool
-model=../shared/models/mobilenet_0.50_cifar10.h5
-data=(--data ../shared/data/cifar10-jpeg --split "$split" --limit "$images" --quiet)
+model=${MODEL:-../shared/models/mobilenet_0.50_cifar10.h5}
+# shellcheck disable=SC2206
+data=(${DATA:---data ../shared/data/cifar10-jpeg --split $split} --limit "$images" --batch-size "${BATCH:-100}" --quiet)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Wall and CPU (user + system) seconds of one command; CPU time is less disturbed by other jobs
 # on a shared machine than wall time.
 timed() { /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" >/dev/null; awk '{ printf "%s %.2f", $1, $2 + $3 }' "$work/time"; }
 add() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
+least() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 
-read -r single single_cpu <<<"$(timed "$bin" grad "$model" "${data[@]}" -o "$work/single.h5")"
-total=0 total_cpu=0
-shard_times=()
-for ((k = 0; k < shards; k++)); do
-  read -r t c <<<"$(timed "$bin" grad "$model" "${data[@]}" --shard "$k/$shards" -o "$work/shard-$k.h5")"
-  shard_times+=("$t"); total=$(add "$total" "$t"); total_cpu=$(add "$total_cpu" "$c")
+single="" single_cpu="" merge="" merge_cpu="" shard_times=() shard_cpus=()
+same="identical"
+for ((r = 0; r < repeat; r++)); do
+  read -r t c <<<"$(timed "$bin" grad "$model" "${data[@]}" -o "$work/single.h5")"
+  single=$(least "$single" "$t"); single_cpu=$(least "$single_cpu" "$c")
+  for ((k = 0; k < shards; k++)); do
+    read -r t c <<<"$(timed "$bin" grad "$model" "${data[@]}" --shard "$k/$shards" -o "$work/shard-$k.h5")"
+    shard_times[k]=$(least "${shard_times[k]:-}" "$t"); shard_cpus[k]=$(least "${shard_cpus[k]:-}" "$c")
+  done
+  read -r t c <<<"$(timed "$bin" merge "$work"/shard-*.h5 -o "$work/merged.h5")"
+  merge=$(least "$merge" "$t"); merge_cpu=$(least "$merge_cpu" "$c")
+  cmp -s "$work/single.h5" "$work/merged.h5" || same="DIFFERENT"
 done
-read -r merge merge_cpu <<<"$(timed "$bin" merge "$work"/shard-*.h5 -o "$work/merged.h5")"
-cmp -s "$work/single.h5" "$work/merged.h5" && same="identical" || same="DIFFERENT"
+total=0 total_cpu=0
+for ((k = 0; k < shards; k++)); do total=$(add "$total" "${shard_times[k]}"); total_cpu=$(add "$total_cpu" "${shard_cpus[k]}"); done
 shard_bytes=$(du -cb "$work"/shard-*.h5 | tail -1 | cut -f1)
 awk -v n="$images" -v N="$shards" -v single="$single" -v total="$total" -v merge="$merge" -v same="$same" \
     -v single_cpu="$single_cpu" -v total_cpu="$total_cpu" -v merge_cpu="$merge_cpu" \
-    -v part="$split" -v shard_list="${shard_times[*]}" -v bytes="$shard_bytes" -v grads="$(stat -c %s "$work/single.h5")" 'BEGIN {
+    -v part="${DATA:-CIFAR-10 $split split}" -v shard_list="${shard_times[*]}" -v repeat="$repeat" -v model="$model" -v bytes="$shard_bytes" -v grads="$(stat -c %s "$work/single.h5")" 'BEGIN {
   per = single / n
   fixed = (total - single) / N          # what a shard costs beyond its share of the pass
-  printf "gmtool grad, reference model, %d CIFAR-10 %s images, batch 100, %d shards (%s)\n", n, part, N, strftime("%Y-%m-%d %H:%M")
+  printf "gmtool grad, %s, %d images (%s), %d shards, fastest of %d run(s) each (%s)\n", model, n, part, N, repeat, strftime("%Y-%m-%d %H:%M")
   printf "                           wall     CPU (user + system)\n"
   printf "  single run:            %7.2f s  %7.2f s  (%.2f ms per image, wall)\n", single, single_cpu, 1000 * per
   printf "  %d shards, one by one:  %7.2f s  %7.2f s  (wall: %s s)\n", N, total, total_cpu, shard_list
