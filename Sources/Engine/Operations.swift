@@ -316,6 +316,36 @@ final class ZeroPadOperation: Operation {
     }
 }
 
+/// Keras' UpSampling2D with nearest interpolation: each cell repeated sizeHeight x sizeWidth times.
+final class UpsampleNearestOperation: Operation {
+    let height: Int, width: Int, channels: Int, sizeHeight: Int, sizeWidth: Int
+    init(height: Int, width: Int, channels: Int, sizeHeight: Int, sizeWidth: Int) {
+        (self.height, self.width, self.channels, self.sizeHeight, self.sizeWidth) = (height, width, channels, sizeHeight, sizeWidth)
+    }
+    func forward(_ c: PassContext) {
+        upsampleNearestForward(output: c.output, input: c.inputs[0], batch: c.batch, height: height, width: width,
+                               channels: channels, sizeHeight: sizeHeight, sizeWidth: sizeWidth)
+    }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        upsampleNearestBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, height: height, width: width,
+                                channels: channels, sizeHeight: sizeHeight, sizeWidth: sizeWidth)
+    }
+}
+
+/// Keras' Permute: each sample's values reordered, output offset o read from input offset
+/// `sources[o]` (`permutationSources`).
+final class PermuteOperation: Operation {
+    let sources: [Int]
+    /// `order[k]` is the input axis (0-based, per sample) that output axis k is.
+    init(shape: [Int], order: [Int]) { sources = permutationSources(shape: shape, order: order) }
+    func forward(_ c: PassContext) { gatherForward(output: c.output, input: c.inputs[0], batch: c.batch, sources: sources) }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        gatherBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, sources: sources)
+    }
+}
+
 /// Keras' Cropping2D: the (outputHeight, outputWidth) window at (top, left) of each image; the
 /// backward adds the output gradient back into that window.
 final class CropOperation: Operation {

@@ -95,6 +95,81 @@ public func zeroPadBackward(inputGradient: UnsafeMutablePointer<Float>, outputGr
     }
 }
 
+/// Nearest-neighbour upsampling of (batch, h, w, c) by whole factors (Keras' UpSampling2D with
+/// `interpolation="nearest"`): output cell (oh, ow) is input cell (oh / sizeHeight, ow / sizeWidth).
+public func upsampleNearestForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int, height: Int,
+                                   width: Int, channels: Int, sizeHeight: Int, sizeWidth: Int) {
+    let outHeight = height * sizeHeight, outWidth = width * sizeWidth
+    for n in 0..<batch {
+        for oh in 0..<outHeight {
+            let source = input + ((n * height + oh / sizeHeight) * width) * channels
+            let destination = output + ((n * outHeight + oh) * outWidth) * channels
+            for ow in 0..<outWidth {
+                (destination + ow * channels).update(from: source + (ow / sizeWidth) * channels, count: channels)
+            }
+        }
+    }
+}
+
+/// Each input cell's gradient is the sum over the sizeHeight x sizeWidth output cells copied from it.
+public func upsampleNearestBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int,
+                                    height: Int, width: Int, channels: Int, sizeHeight: Int, sizeWidth: Int) {
+    let outHeight = height * sizeHeight, outWidth = width * sizeWidth
+    for n in 0..<batch {
+        for oh in 0..<outHeight {
+            let destination = inputGradient + ((n * height + oh / sizeHeight) * width) * channels
+            let source = outputGradient + ((n * outHeight + oh) * outWidth) * channels
+            for ow in 0..<outWidth {
+                let d = destination + (ow / sizeWidth) * channels, g = source + ow * channels
+                for c in 0..<channels { d[c] += g[c] }
+            }
+        }
+    }
+}
+
+/// For a per-sample tensor of `shape` (row-major) whose axes are reordered so that output axis k
+/// is input axis `order[k]` (Keras' Permute, 0-based), the input offset of each output offset.
+public func permutationSources(shape: [Int], order: [Int]) -> [Int] {
+    precondition(order.count == shape.count && Set(order) == Set(shape.indices), "not a permutation of the axes")
+    var inputStrides = [Int](repeating: 1, count: shape.count)
+    for axis in shape.indices.reversed().dropFirst() { inputStrides[axis] = inputStrides[axis + 1] * shape[axis + 1] }
+    let outputShape = order.map { shape[$0] }, strides = order.map { inputStrides[$0] }
+    let count = shape.reduce(1, *)
+    var sources = [Int](repeating: 0, count: count), index = [Int](repeating: 0, count: shape.count), offset = 0
+    for o in 0..<count {
+        sources[o] = offset
+        // The odometer over the output's axes, last fastest.
+        var axis = shape.count - 1
+        while axis >= 0 {
+            index[axis] += 1
+            offset += strides[axis]
+            if index[axis] < outputShape[axis] { break }
+            offset -= strides[axis] * outputShape[axis]
+            index[axis] = 0
+            axis -= 1
+        }
+    }
+    return sources
+}
+
+/// output[n][o] = input[n][sources[o]] for each of `batch` samples of `sources.count` values.
+public func gatherForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int, sources: [Int]) {
+    let count = sources.count
+    for n in 0..<batch {
+        let x = input + n * count, y = output + n * count
+        for o in 0..<count { y[o] = x[sources[o]] }
+    }
+}
+
+/// The backward of `gatherForward`: inputGradient[n][sources[o]] += outputGradient[n][o].
+public func gatherBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int, sources: [Int]) {
+    let count = sources.count
+    for n in 0..<batch {
+        let dx = inputGradient + n * count, dy = outputGradient + n * count
+        for o in 0..<count { dx[sources[o]] += dy[o] }
+    }
+}
+
 /// Max pooling; padding cells are -infinity (never chosen), as in TensorFlow.
 public func maxPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
                            geometry g: WindowGeometry, channels: Int) {

@@ -14,7 +14,8 @@ import Testing
     func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
     @Test(arguments: ["activations_k2.h5", "activations_k3.keras", "merging_k2.h5", "merging_k3.keras",
-                      "nested_k2.h5", "nested_k3.keras", "normalization_k2.h5", "normalization_k3.keras"])
+                      "nested_k2.h5", "nested_k3.keras", "normalization_k2.h5", "normalization_k3.keras",
+                      "reshaping_k2.h5", "reshaping_k3.keras"])
     func prunesWithGradientsExportsAndRunsTheExport(fixture: String) throws {
         let data = ["--data", Shared.data, "--split", "validation", "--limit", "64"]
         let evalData = ["--data", Shared.data, "--limit", "64", "--json"]
@@ -75,6 +76,34 @@ import Testing
             #expect(refused.stderr == "gmtool: error: \(copy): layer c1 (Conv1D): layer class Conv1D is not supported\n", "\(arguments): \(refused.stderr)")
         }
         #expect(!FileManager.default.fileExists(atPath: path("pruned.h5")))
+    }
+
+    /// UpSampling2D runs nearest interpolation only: a bilinear one (the reshaping fixture's
+    /// first layer, its config edited) is refused in one line naming the layer, class and why.
+    @Test func bilinearUpSamplingIsRefused() throws {
+        let copy = path("bilinear.h5")
+        try FileManager.default.copyItem(atPath: Paths.fixture("reshaping_k2.h5"), toPath: copy)
+        do {
+            let file = try HDF5File.open(copy, mode: .readWrite)
+            let text = try file.root.attribute("model_config").readString()
+            var config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            var inner = try #require(config["config"] as? [String: Any])
+            var layers = try #require(inner["layers"] as? [[String: Any]])
+            let index = try #require(layers.firstIndex { ($0["config"] as? [String: Any])?["name"] as? String == "up_sampling2d" })
+            var layerConfig = try #require(layers[index]["config"] as? [String: Any])
+            #expect(layerConfig["interpolation"] as? String == "nearest")
+            layerConfig["interpolation"] = "bilinear"
+            layers[index]["config"] = layerConfig
+            inner["layers"] = layers
+            config["config"] = inner
+            try file.root.setAttribute("model_config", string: String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+            try file.flush()
+        }
+        let refused = try gmtool(["eval", copy, "--data", Shared.data, "--limit", "10"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "gmtool: error: \(copy): layer up_sampling2d (UpSampling2D): interpolation \"bilinear\" is not supported (only \"nearest\")\n",
+                "\(refused.stderr)")
+        #expect(try gmtool(["eval", Paths.fixture("reshaping_k2.h5"), "--data", Shared.data, "--limit", "10"]).status == 0)
     }
 
     @Test(arguments: ["activations_k2.h5", "nested_k3.keras"])

@@ -124,6 +124,85 @@ func awayFromKinks(_ values: [Float], kinks: [Float], gap: Float = 0.05) -> [Flo
         }
     }
 
+    @Test func upsampleNearestForwardByHand() {
+        // A 2x2 single-channel image by (2, 3): each cell becomes a 2x3 block.
+        var y = [Float](repeating: 0, count: 24)
+        upsampleNearestForward(output: &y, input: [1, 2, 3, 4], batch: 1, height: 2, width: 2, channels: 1, sizeHeight: 2, sizeWidth: 3)
+        #expect(y == [1, 1, 1, 2, 2, 2,
+                      1, 1, 1, 2, 2, 2,
+                      3, 3, 3, 4, 4, 4,
+                      3, 3, 3, 4, 4, 4])
+        // Two channels stay apart; the backward sums each block.
+        var y2 = [Float](repeating: 0, count: 8)
+        upsampleNearestForward(output: &y2, input: [1, -1, 2, -2], batch: 1, height: 1, width: 2, channels: 2, sizeHeight: 2, sizeWidth: 1)
+        #expect(y2 == [1, -1, 2, -2, 1, -1, 2, -2])
+        var dx = [Float](repeating: 0, count: 4)
+        upsampleNearestBackward(inputGradient: &dx, outputGradient: [1, 2, 3, 4, 5, 6, 7, 8], batch: 1, height: 1, width: 2,
+                                channels: 2, sizeHeight: 2, sizeWidth: 1)
+        #expect(dx == [6, 8, 10, 12])
+    }
+
+    @Test func upsampleNearestBackwardMatchesFiniteDifferences() {
+        var random = SeededRandom(seed: 29)
+        // 16 channels (a full vector) and 19 (a vector plus a tail of 3).
+        for c in [16, 19] {
+            let batch = 2, h = 3, w = 2, sh = 2, sw = 3
+            let x = random.array(batch * h * w * c, scale: 3)
+            let outCount = batch * h * sh * w * sw * c
+            let probe = random.array(outCount)
+            var dx = [Float](repeating: 0, count: x.count)
+            upsampleNearestBackward(inputGradient: &dx, outputGradient: probe, batch: batch, height: h, width: w, channels: c,
+                                    sizeHeight: sh, sizeWidth: sw)
+            let e = finiteDifferenceError(input: x, forward: { input in
+                var y = [Float](repeating: 0, count: outCount)
+                upsampleNearestForward(output: &y, input: input, batch: batch, height: h, width: w, channels: c, sizeHeight: sh, sizeWidth: sw)
+                return y
+            }, analytic: dx, probe: probe)
+            #expect(e.maxError <= 1e-4 * max(1, e.scale), "channels \(c): \(e.maxError)")
+        }
+    }
+
+    @Test func permuteForwardByHand() {
+        // A (2, 3) matrix transposed: Permute((2, 1)).
+        var y = [Float](repeating: 0, count: 6)
+        gatherForward(output: &y, input: [1, 2, 3, 4, 5, 6], batch: 1, sources: permutationSources(shape: [2, 3], order: [1, 0]))
+        #expect(y == [1, 4, 2, 5, 3, 6])
+        // (h, w, c) = (1, 2, 2) to (c, h, w), Permute((3, 1, 2)): x[0][w][c] = 10 w + c.
+        #expect(permutationSources(shape: [1, 2, 2], order: [2, 0, 1]) == [0, 2, 1, 3])
+        var z = [Float](repeating: 0, count: 8)
+        gatherForward(output: &z, input: [0, 1, 10, 11, 100, 101, 110, 111], batch: 2, sources: permutationSources(shape: [1, 2, 2], order: [2, 0, 1]))
+        #expect(z == [0, 10, 1, 11, 100, 110, 101, 111])
+        #expect(permutationSources(shape: [2, 3, 4], order: [0, 1, 2]) == Array(0..<24))
+    }
+
+    @Test func permuteBackwardMatchesFiniteDifferences() {
+        var random = SeededRandom(seed: 31)
+        // 16 channels (a full vector) and 19 (a vector plus a tail of 3), every order of 3 axes.
+        for c in [16, 19] {
+            let batch = 2, shape = [3, 2, c], count = 6 * c
+            for order in [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+                let sources = permutationSources(shape: shape, order: order)
+                #expect(Set(sources).count == count)
+                let x = random.array(batch * count, scale: 3), probe = random.array(batch * count)
+                var dx = [Float](repeating: 0, count: x.count)
+                gatherBackward(inputGradient: &dx, outputGradient: probe, batch: batch, sources: sources)
+                let e = finiteDifferenceError(input: x, forward: { input in
+                    var y = [Float](repeating: 0, count: batch * count)
+                    gatherForward(output: &y, input: input, batch: batch, sources: sources)
+                    return y
+                }, analytic: dx, probe: probe)
+                #expect(e.maxError <= 1e-4 * max(1, e.scale), "channels \(c) order \(order): \(e.maxError)")
+                // Row-major offsets: output (i, j, k) reads input axis order[0] = i, ...
+                let outShape = order.map { shape[$0] }
+                let (i, j, k) = (outShape[0] - 1, 0, outShape[2] - 1)
+                var inputIndex = [0, 0, 0]
+                inputIndex[order[0]] = i; inputIndex[order[1]] = j; inputIndex[order[2]] = k
+                let expected = (inputIndex[0] * shape[1] + inputIndex[1]) * shape[2] + inputIndex[2]
+                #expect(sources[(i * outShape[1] + j) * outShape[2] + k] == expected, "\(order)")
+            }
+        }
+    }
+
     @Test func paddingAndPoolingBackward() {
         var random = SeededRandom(seed: 17)
         let batch = 2, h = 5, w = 4, c = 3

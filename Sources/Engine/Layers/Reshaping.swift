@@ -2,7 +2,8 @@ import KerasCheckpoint
 
 /// The layers that move values without arithmetic: InputLayer, Flatten and Reshape (a copy with
 /// a new shape; NHWC is row-major, as Keras' reshape), ZeroPadding2D and Cropping2D (one reading
-/// of their sides, `sides`).
+/// of their sides, `sides`), UpSampling2D (nearest only: each cell repeated `size` times), Permute (the per-sample axes
+/// reordered; `dims` counts them from 1, as Keras).
 enum Reshaping: LayerFamily {
     static let layers: [String: LayerDefinition] = [
         // The graph walk joins a model's InputLayer to its input node itself (`GraphBuilder.build`
@@ -15,6 +16,8 @@ enum Reshaping: LayerFamily {
         "Reshape": LayerDefinition { builder, layer, inputs in try builder.addReshape(layer, input: inputs[0]) },
         "ZeroPadding2D": LayerDefinition { builder, layer, inputs in try builder.addZeroPadding(layer, input: inputs[0]) },
         "Cropping2D": LayerDefinition { builder, layer, inputs in try builder.addCropping(layer, input: inputs[0]) },
+        "UpSampling2D": LayerDefinition { builder, layer, inputs in try builder.addUpSampling(layer, input: inputs[0]) },
+        "Permute": LayerDefinition { builder, layer, inputs in try builder.addPermute(layer, input: inputs[0]) },
     ]
 }
 
@@ -48,6 +51,34 @@ extension GraphBuilder {
         let op = CropOperation(height: input.h, width: input.w, channels: input.c,
                                top: crops[0], left: crops[2], outputHeight: height, outputWidth: width)
         return append(node(layer, op, [height, width, input.c], inputs: [inputNode]))
+    }
+
+    mutating func addUpSampling(_ layer: LayerConfig, input inputNode: Int) throws -> Int {
+        let input = try image(layer, nodes[inputNode].shape)
+        let interpolation = layer.config["interpolation"]?.string ?? "nearest"
+        guard interpolation == "nearest" else {
+            throw error(layer, "interpolation \"\(interpolation)\" is not supported (only \"nearest\")")
+        }
+        let raw = layer.config["size"]
+        let size: [Int]
+        if let single = raw?.int { size = [single, single] }
+        else if let pair = raw?.ints, pair.count == 2 { size = pair }
+        else if raw == nil || raw == .null { size = [2, 2] }
+        else { throw error(layer, "size has an unexpected form") }
+        guard size.allSatisfy({ $0 >= 1 }) else { throw error(layer, "size \(size) is not positive") }
+        let op = UpsampleNearestOperation(height: input.h, width: input.w, channels: input.c, sizeHeight: size[0], sizeWidth: size[1])
+        return append(node(layer, op, [input.h * size[0], input.w * size[1], input.c], inputs: [inputNode]))
+    }
+
+    mutating func addPermute(_ layer: LayerConfig, input inputNode: Int) throws -> Int {
+        let shape = nodes[inputNode].shape
+        guard let dims = layer.config["dims"]?.ints else { throw error(layer, "config has no dims") }
+        guard dims.sorted() == Array(1...max(1, shape.count)), dims.count == shape.count else {
+            throw error(layer, "dims \(dims) is not a permutation of 1...\(shape.count) for input shape \(shape)")
+        }
+        let order = dims.map { $0 - 1 }
+        let op = PermuteOperation(shape: shape, order: order)
+        return append(node(layer, op, order.map { shape[$0] }, inputs: [inputNode]))
     }
 
     /// ZeroPadding2D's `padding` and Cropping2D's `cropping`: n, (h, w) or ((top, bottom),
