@@ -23,6 +23,9 @@ data=$(realpath ../shared/data/cifar10-jpeg)
 args="--limit 130 --batch-size 3"
 
 skip() { echo "slurm-test: SKIP: $*"; exit 0; }
+# Compares the trained checkpoints of part 3 (scripts/setup.sh --python makes it).
+python=${PYTHON:-$repo/.venv/bin/python}
+"$python" -c "import h5py, numpy" 2>/dev/null || { echo "slurm-test: FAIL: no Python with h5py at $python (scripts/setup.sh --python)" >&2; exit 1; }
 for tool in munged munge slurmctld slurmd sbatch squeue scontrol sinfo; do
   command -v "$tool" >/dev/null || skip "$tool is not installed (Debian: slurm-wlm, munge)"
 done
@@ -167,8 +170,6 @@ echo "slurm-test: PASS: 3 Slurm sweep tasks + merge job = the single sweep's fol
 # data_batch_1-4), 60 validation images (data_batch_5). A pruning pass (train's batch of 200)
 # is one batch group, so its array has one task: more would need over 2,000 validation images,
 # minutes for this debug build; part 1 already runs 4 shards of a pass.
-python=${PYTHON:-$repo/.venv/bin/python}
-[ -x "$python" ] || fail "no Python with h5py at $python (scripts/setup.sh --python makes it) to compare the checkpoints"
 tiny="$work/tiny"
 mkdir -p "$tiny" "$work/out/train"
 for i in 1 2 3 4; do head -c $((20 * 3073)) "$data/data_batch_$i.bin" > "$tiny/data_batch_$i.bin"; done
@@ -176,7 +177,7 @@ head -c $((60 * 3073)) "$data/data_batch_5.bin" > "$tiny/data_batch_5.bin"
 small=$(realpath "$repo/fixtures/rescnn_k3.h5")
 train_args="--epochs 2 --batch-size 16 --lr 0.05 --beta 0.05 --gamma 1 --delta 1 --prune-images 60"
 # shellcheck disable=SC2086
-"$gmtool" train "$small" --data "$tiny" $train_args --quiet -o "$work/straight.h5" >/dev/null 2>&1 || fail "the straight gmtool train failed"
+"$gmtool" train "$small" --data "$tiny" $train_args --quiet -o "$work/straight.h5" >/dev/null 2>"$work/straight.log" || fail "the straight gmtool train failed"
 cd "$work/out/train"
 first=$(SLURM_EXAMPLES="$repo/examples/slurm" GMTOOL="$gmtool" MODEL="$small" DATA="$tiny" OUTPUT="$work/out/train/trained.h5" \
   GRADS="$work/out/train/grads" SHARDS=1 TRAIN_ARGS="$train_args" \
@@ -187,6 +188,8 @@ idle=""
 for _ in $(seq 1200); do
   sleep 0.5
   [ -z "$(timeout 5 squeue -h -o %i 2>/dev/null || echo busy)" ] && { idle=yes; break; }
+  # A failed link's dependants would wait for ever.
+  if timeout 5 scontrol show job 2>/dev/null | grep -q 'Reason=DependencyNeverSatisfied'; then fail "a job of the training chain failed"; fi
 done
 [ -n "$idle" ] || fail "the training chain did not finish in 600 s"
 # Every job this script's Slurm ran (kept for MinJobAge), by name and state.

@@ -114,11 +114,17 @@ public struct CIFARPythonDataset: ImageDataset, TrainingImageSource {
     }
 
     public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        try forEachBatch(size: size, from: 0, body)
+    }
+
+    /// The images are in memory: those before `first` are skipped.
+    public func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        precondition(first >= 0 && first % size == 0, "batches must start on a batch boundary")
         let size = max(1, min(size, count))
         var batch = [Float](repeating: 0, count: size * 3072)
         var labels = [Int32](repeating: 0, count: size)
         var random = SplitMix64(seed: 0)  // unused: no augmentation
-        var start = 0
+        var start = first
         while start < count {
             let n = min(size, count - start)
             images.fill(indices: (start..<(start + n)).map { $0 }[...], images: &batch, labels: &labels, augment: false, random: &random)

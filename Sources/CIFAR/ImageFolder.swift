@@ -196,10 +196,16 @@ public final class ImageFolderDataset: ImageDataset, TrainingImageSource, @unche
     }
 
     public func forEachBatch(size: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        try forEachBatch(size: size, from: 0, body)
+    }
+
+    /// The files are listed: the images before `first` are not decoded.
+    public func forEachBatch(size: Int, from first: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) throws -> Void) throws {
+        precondition(first >= 0 && first % size == 0, "batches must start on a batch boundary")
         let size = max(1, min(size, count))
         var batch = [Float](repeating: 0, count: size * imageFloats)
         var labels = [Int32](repeating: 0, count: size)
-        var start = 0
+        var start = first
         while start < count {
             let n = min(size, count - start)
             try batch.withUnsafeMutableBufferPointer { try decodeBatch(Array(start..<(start + n)), into: $0.baseAddress!) }

@@ -98,8 +98,8 @@ public protocol ImageDataset: ImageBatchSource {
 
 /// The images `range` of a source, in batches cut as the whole source cuts them: `range` starts
 /// on a batch boundary (a multiple of the batch size), so every batch is one of the source's own.
-/// The images before it are skipped (`forEachBatch(size:from:)`: without decoding where the
-/// source can seek); reading stops after the range.
+/// The images before it are skipped without decoding (`forEachBatch(size:from:)`); reading
+/// stops after the range.
 public struct ImageRangeSource: ImageBatchSource {
     public let base: ImageBatchSource
     public let range: Range<Int>

@@ -95,7 +95,7 @@ final class GroupReducer {
     }
 
     deinit {
-        for sums in held.map(\.sums) + spare { sums.forEach { $0.deallocate() } }
+        for sums in held.map(\.sums) + spare { sums.forEach { $0.baseAddress?.deallocate() } }
     }
 
     /// Whether every group under `node`'s parent is in `units` (so the parent will complete here).
@@ -107,7 +107,10 @@ final class GroupReducer {
     /// The next group's sums (copied).
     func add(_ group: [UnsafeBufferPointer<Double>]) throws {
         precondition(units.contains(next) && group.count == sizes.count, "a group outside the reducer's range")
-        let sums = spare.popLast() ?? sizes.map { UnsafeMutableBufferPointer<Double>.allocate(capacity: max(1, $0)) }
+        // Buffers of exactly the tensors' sizes (a view of at least one element's allocation).
+        let sums = spare.popLast() ?? sizes.map {
+            UnsafeMutableBufferPointer(rebasing: UnsafeMutableBufferPointer<Double>.allocate(capacity: max(1, $0))[0..<$0])
+        }
         for (target, source) in zip(sums, group) { _ = target.update(fromContentsOf: source) }
         held.append((GroupTree.Node(first: next, count: 1), sums))
         next += 1

@@ -71,10 +71,11 @@ final class Workspace: @unchecked Sendable {
 
     /// Bytes a workspace of this shape holds, for the memory check before allocating.
     static func bytes(nodes: [Node], trainable: [Parameter], capacity: Int, withGradients: Bool) -> Int {
-        let perSample = nodes.reduce(0) { $0 + $1.count } * (withGradients ? 2 : 1)
+        // As the arena lays them out (each buffer rounded up to 64 bytes).
+        let perNode = nodes.reduce(0) { $0 + Arena.footprint($1.count * capacity) } * (withGradients ? 2 : 1)
         let scratch = nodes.map { $0.operation.scratchCount(batch: capacity) }.max() ?? 0
-        let parameters = withGradients ? trainable.reduce(0) { $0 + $1.weight.elementCount } : 0
-        return (perSample * capacity + scratch + parameters) * MemoryLayout<Float>.size
+        let parameters = withGradients ? trainable.reduce(0) { $0 + Arena.footprint($1.weight.elementCount) } : 0
+        return (perNode + (scratch > 0 ? Arena.footprint(scratch) : 0) + parameters) * MemoryLayout<Float>.size
     }
 
     func gradient(_ parameter: Parameter) -> UnsafeMutablePointer<Float> {

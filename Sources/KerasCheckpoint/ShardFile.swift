@@ -258,16 +258,38 @@ func crc32Hex(_ crc: UInt) -> String {
 
 /// The data files for a shard's provenance: each file's name (not its folder: nodes may mount
 /// the data elsewhere), the images used from it, its size and the CRC-32 of its bytes (a check
-/// against mix-ups, like the weights digest, not against forgery).
+/// against mix-ups, like the weights digest, not against forgery). A folder (an image folder's
+/// entry) is digested as all its files, not hidden ones, in sorted order of their paths inside
+/// it, each path's bytes then the file's.
 public func dataFilesDigest(_ files: [(path: String, records: Int)]) throws -> String {
     try files.map { file in
-        guard let handle = FileHandle(forReadingAtPath: file.path) else { throw CheckpointError(file: file.path, problem: "cannot be read") }
-        defer { try? handle.close() }
         var crc = CZlib.crc32(0, nil, 0)
         var size = 0
-        while let chunk = try handle.read(upToCount: 1 << 22), !chunk.isEmpty {
-            crc = chunk.withUnsafeBytes { crc32(of: $0, after: crc) }
-            size += chunk.count
+        func add(_ path: String) throws {
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw CheckpointError(file: path, problem: "cannot be read") }
+            defer { try? handle.close() }
+            do {
+                while let chunk = try handle.read(upToCount: 1 << 22), !chunk.isEmpty {
+                    crc = chunk.withUnsafeBytes { crc32(of: $0, after: crc) }
+                    size += chunk.count
+                }
+            } catch {
+                throw CheckpointError(file: path, problem: "cannot be read (\(error.localizedDescription))")
+            }
+        }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: file.path, isDirectory: &isFolder), isFolder.boolValue {
+            let members = (FileManager.default.subpaths(atPath: file.path) ?? [])
+                .filter { !$0.split(separator: "/").contains { $0.hasPrefix(".") } }.sorted()
+            for member in members {
+                let path = (file.path as NSString).appendingPathComponent(member)
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+                crc = Array(member.utf8).withUnsafeBytes { crc32(of: $0, after: crc) }
+                try add(path)
+            }
+        } else {
+            try add(file.path)
         }
         return "\(URL(fileURLWithPath: file.path).lastPathComponent):\(file.records) images:\(size) bytes:crc32 \(crc32Hex(crc))"
     }.joined(separator: ";")

@@ -1,4 +1,5 @@
 import Foundation
+import KerasCheckpoint
 import Testing
 
 /// Writes a version-1 .npy file of `bytes` with NumPy's header layout (dict padded with spaces
@@ -198,6 +199,18 @@ func writeNumPy(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) thr
         let after = try json(try gmtool(["eval", output, "--data", images, "--json"]))
         #expect(after["images"] as? Int == 8)
         #expect(after["mean_loss"] as? Double != (try json(try gmtool(["eval", pruned, "--data", images, "--json"])))["mean_loss"] as? Double)
+        // grad and grad --shard + merge on the folder: the gradient file records the folder's digest
+        // (its files' paths and bytes), and the shards agree with the single pass byte for byte.
+        let grads = scratch.appendingPathComponent("grads.h5").path
+        let grad = try gmtool(["grad", model, "--data", images, "--batch-size", "1", "--quiet", "-o", grads])
+        #expect(grad.status == 0, "\(grad.stderr)")
+        let digest = try #require(GradientFile.attribute(grads, "data_digest"))
+        #expect(digest.hasPrefix("small48:8 images:") && digest.contains("crc32 "), "\(digest)")
+        // 8 images at batch 1 are one batch group: one shard, merged.
+        let shard = scratch.appendingPathComponent("shard-0.h5").path, merged = scratch.appendingPathComponent("merged.h5").path
+        #expect(try gmtool(["grad", model, "--data", images, "--batch-size", "1", "--quiet", "--shard", "0/1", "-o", shard]).status == 0)
+        #expect(try gmtool(["merge", shard, "-o", merged]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: merged)) == Data(contentsOf: URL(fileURLWithPath: grads)))
         // Three classes for a two-class model; a validation split without its seed.
         try expectError(["eval", model, "--data", Paths.fixture("data/images/folder")], ["folder", "label 2", "2 classes"])
         let usage = try gmtool(["eval", model, "--data", images, "--validation-split", "0.25", "--subset", "validation"])
