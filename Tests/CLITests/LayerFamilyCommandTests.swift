@@ -13,6 +13,23 @@ import Testing
     }
     func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
+    /// A copy of fixture `fixture` at `path(name)` whose model_config layers `edit` changed.
+    func editedCopy(of fixture: String, as name: String, _ edit: (inout [[String: Any]]) throws -> Void) throws -> String {
+        let copy = path(name)
+        try FileManager.default.copyItem(atPath: Paths.fixture(fixture), toPath: copy)
+        let file = try HDF5File.open(copy, mode: .readWrite)
+        let text = try file.root.attribute("model_config").readString()
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        var inner = try #require(config["config"] as? [String: Any])
+        var layers = try #require(inner["layers"] as? [[String: Any]])
+        try edit(&layers)
+        inner["layers"] = layers
+        config["config"] = inner
+        try file.root.setAttribute("model_config", string: String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+        try file.flush()
+        return copy
+    }
+
     @Test(arguments: ["activations_k2.h5", "activations_k3.keras", "merging_k2.h5", "merging_k3.keras",
                       "nested_k2.h5", "nested_k3.keras", "normalization_k2.h5", "normalization_k3.keras",
                       "reshaping_k2.h5", "reshaping_k3.keras"])
@@ -38,21 +55,10 @@ import Testing
     /// as stored, calls none of them prunable and names the layer; `eval` and `prune` refuse the
     /// model in one line naming the layer and its class.
     @Test func aLayerClassGmtoolDoesNotRunIsCountedAndRefused() throws {
-        let copy = path("conv1d.h5")
-        try FileManager.default.copyItem(atPath: Paths.fixture("seqcnn_k2.h5"), toPath: copy)
-        do {
-            let file = try HDF5File.open(copy, mode: .readWrite)
-            let text = try file.root.attribute("model_config").readString()
-            var config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-            var inner = try #require(config["config"] as? [String: Any])
-            var layers = try #require(inner["layers"] as? [[String: Any]])
+        let copy = try editedCopy(of: "seqcnn_k2.h5", as: "conv1d.h5") { layers in
             let index = try #require(layers.firstIndex { ($0["config"] as? [String: Any])?["name"] as? String == "c1" })
             #expect(layers[index]["class_name"] as? String == "Conv2D")
             layers[index]["class_name"] = "Conv1D"
-            inner["layers"] = layers
-            config["config"] = inner
-            try file.root.setAttribute("model_config", string: String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
-            try file.flush()
         }
         let original = try json(try gmtool(["stats", Paths.fixture("seqcnn_k2.h5"), "--json"]))
         let stats = try gmtool(["stats", copy, "--json"])
@@ -81,23 +87,12 @@ import Testing
     /// UpSampling2D runs nearest interpolation only: a bilinear one (the reshaping fixture's
     /// first layer, its config edited) is refused in one line naming the layer, class and why.
     @Test func bilinearUpSamplingIsRefused() throws {
-        let copy = path("bilinear.h5")
-        try FileManager.default.copyItem(atPath: Paths.fixture("reshaping_k2.h5"), toPath: copy)
-        do {
-            let file = try HDF5File.open(copy, mode: .readWrite)
-            let text = try file.root.attribute("model_config").readString()
-            var config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-            var inner = try #require(config["config"] as? [String: Any])
-            var layers = try #require(inner["layers"] as? [[String: Any]])
+        let copy = try editedCopy(of: "reshaping_k2.h5", as: "bilinear.h5") { layers in
             let index = try #require(layers.firstIndex { ($0["config"] as? [String: Any])?["name"] as? String == "up_sampling2d" })
             var layerConfig = try #require(layers[index]["config"] as? [String: Any])
             #expect(layerConfig["interpolation"] as? String == "nearest")
             layerConfig["interpolation"] = "bilinear"
             layers[index]["config"] = layerConfig
-            inner["layers"] = layers
-            config["config"] = inner
-            try file.root.setAttribute("model_config", string: String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
-            try file.flush()
         }
         let refused = try gmtool(["eval", copy, "--data", Shared.data, "--limit", "10"])
         #expect(refused.status == 1)
