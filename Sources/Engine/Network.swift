@@ -30,7 +30,7 @@ final class Workspace: @unchecked Sendable {
             base = mapped
         }
         func take(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let size = (max(1, count) * MemoryLayout<Float>.size + 63) / 64 * 64
+            let size = Self.footprint(count) * MemoryLayout<Float>.size
             precondition(used + size <= bytes, "workspace arena overflow")
             defer { used += size }
             return (base + used).bindMemory(to: Float.self, capacity: max(1, count))
@@ -58,9 +58,7 @@ final class Workspace: @unchecked Sendable {
         nodeCounts = nodes.map(\.count)
         let scratchCount = nodes.map { $0.operation.scratchCount(batch: capacity) }.max() ?? 0
         parameterCounts = trainable.map { $0.weight.elementCount }
-        let nodeFloats = nodes.reduce(0) { $0 + Arena.footprint($1.count * capacity) }
-        arena = Arena(floats: nodeFloats * (withGradients ? 2 : 1) + (scratchCount > 0 ? Arena.footprint(scratchCount) : 0)
-                      + (withGradients ? parameterCounts.reduce(0) { $0 + Arena.footprint($1) } : 0))
+        arena = Arena(floats: Self.bytes(nodes: nodes, trainable: trainable, capacity: capacity, withGradients: withGradients) / MemoryLayout<Float>.size)
         activations = nodes.map { [arena] in arena.take($0.count * capacity) }
         nodeGradients = withGradients ? nodes.map { [arena] in arena.take($0.count * capacity) } : []
         scratch = scratchCount > 0 ? arena.take(scratchCount) : nil
@@ -69,7 +67,7 @@ final class Workspace: @unchecked Sendable {
         parameterGradients = withGradients ? parameterCounts.map { [arena] in arena.take($0) } : []
     }
 
-    /// Bytes a workspace of this shape holds, for the memory check before allocating.
+    /// Bytes a workspace of this shape holds (its arena's size), for the memory check before allocating.
     static func bytes(nodes: [Node], trainable: [Parameter], capacity: Int, withGradients: Bool) -> Int {
         // As the arena lays them out (each buffer rounded up to 64 bytes).
         let perNode = nodes.reduce(0) { $0 + Arena.footprint($1.count * capacity) } * (withGradients ? 2 : 1)
