@@ -74,7 +74,7 @@ final class ConvolutionOperation: Operation {
     }
 
     var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
-    func scratchCount(batch: Int) -> Int { conv2dScratchCount(geometry, inputChannels: inputChannels, batch: batch * rowsPerSample) }
+    func scratchCount(batch: Int) -> Int { conv2dScratchCount(geometry, inputChannels: inputChannels, outputChannels: outputChannels, batch: batch * rowsPerSample) }
     /// Rows of the matrix product per image (output positions times Dense's leading axes).
     var rowsPerImage: Int { rowsPerSample * geometry.outputHeight * geometry.outputWidth }
     var patch: Int { geometry.kernelHeight * geometry.kernelWidth * inputChannels }

@@ -58,11 +58,13 @@ public func convolutionTileRows(rows: Int, patch: Int) -> Int {
     min(rows, max(16, convolutionTileFloats / max(patch, 1) / 16 * 16))
 }
 
-/// Scratch floats conv2d needs for `batch` samples (0 for pointwise convolutions): one tile.
-public func conv2dScratchCount(_ g: WindowGeometry, inputChannels: Int, batch: Int) -> Int {
+/// Scratch floats conv2d needs for `batch` samples (0 for pointwise convolutions): one im2col
+/// tile, or what the narrow kernels need (`NarrowConvolution.scratchCount`).
+public func conv2dScratchCount(_ g: WindowGeometry, inputChannels: Int, outputChannels: Int, batch: Int) -> Int {
     guard !g.isPointwise else { return 0 }
     let rows = batch * g.outputHeight * g.outputWidth, patch = g.kernelHeight * g.kernelWidth * inputChannels
-    return convolutionTileRows(rows: rows, patch: patch) * patch
+    return max(convolutionTileRows(rows: rows, patch: patch) * patch,
+               NarrowConvolution.scratchCount(g, inputChannels: inputChannels, outputChannels: outputChannels))
 }
 
 /// Gathers input patches into rows for the output rows `rows` (row (n, oh, ow) is
@@ -160,6 +162,11 @@ public func conv2dForward(
              beta: beta, c: output, ldc: outputChannels)
         return
     }
+    if NarrowConvolution(g, inputChannels: inputChannels, outputChannels: outputChannels).forward {
+        narrowConvolutionForward(output: output, input: input, kernel: kernel, accumulate: bias != nil, scratch: scratch,
+                                 batch: batch, geometry: g, inputChannels: inputChannels, outputChannels: outputChannels)
+        return
+    }
     // The tiles depend on the chunk's shape alone, so the result is the same run after run.
     forEachTile(rows: rows, patch: patch) { tile in
         im2col(scratch!, input, rows: tile, g, channels: inputChannels)
@@ -196,15 +203,29 @@ public func conv2dBackward(
              b: kernel, ldb: outputChannels, beta: 1, c: inputGradient, ldc: inputChannels)
         return
     }
+    let narrow = NarrowConvolution(g, inputChannels: inputChannels, outputChannels: outputChannels)
+    if narrow.kernelGradient {
+        narrowConvolutionKernelGradient(kernelGradient: kernelGradient, outputGradient: outputGradient, input: input,
+                                        scratch: scratch, batch: batch, geometry: g, inputChannels: inputChannels,
+                                        outputChannels: outputChannels)
+    }
+    if let inputGradient, narrow.inputGradient {
+        narrowConvolutionInputGradient(inputGradient: inputGradient, outputGradient: outputGradient, kernel: kernel,
+                                       scratch: scratch!, batch: batch, geometry: g, inputChannels: inputChannels,
+                                       outputChannels: outputChannels)
+    }
+    guard !narrow.kernelGradient || (inputGradient != nil && !narrow.inputGradient) else { return }
     // Tile by tile (see conv2dForward): the kernel gradient adds the tiles' sums in order; the
     // input gradient adds every row's window in row order, as one pass would.
     forEachTile(rows: rows, patch: patch) { tile in
-        im2col(scratch!, input, rows: tile, g, channels: inputChannels)
         let dy = outputGradient + tile.lowerBound * outputChannels
-        // dK (patch x out) += columns^T (patch x tile) * dY (tile x out)
-        gemm(transposeA: true, m: patch, n: outputChannels, k: tile.count, a: scratch!, lda: patch,
-             b: dy, ldb: outputChannels, beta: 1, c: kernelGradient, ldc: outputChannels)
-        guard let inputGradient else { return }
+        if !narrow.kernelGradient {
+            im2col(scratch!, input, rows: tile, g, channels: inputChannels)
+            // dK (patch x out) += columns^T (patch x tile) * dY (tile x out)
+            gemm(transposeA: true, m: patch, n: outputChannels, k: tile.count, a: scratch!, lda: patch,
+                 b: dy, ldb: outputChannels, beta: 1, c: kernelGradient, ldc: outputChannels)
+        }
+        guard let inputGradient, !narrow.inputGradient else { return }
         // The columns are no longer needed: reuse the scratch for dColumns = dY * K^T.
         gemm(transposeB: true, m: tile.count, n: patch, k: outputChannels, a: dy, lda: outputChannels,
              b: kernel, ldb: outputChannels, beta: 0, c: scratch!, ldc: patch)

@@ -25,7 +25,7 @@ import Testing
         let g = WindowGeometry(inputHeight: 3, inputWidth: 3, kernelHeight: 2, kernelWidth: 2, strideHeight: 1,
                                strideWidth: 1, padding: .valid)
         var output = [Float](repeating: 0, count: 4)
-        var scratch = [Float](repeating: 0, count: conv2dScratchCount(g, inputChannels: 1, batch: 1))
+        var scratch = [Float](repeating: 0, count: conv2dScratchCount(g, inputChannels: 1, outputChannels: 1, batch: 1))
         let bias: [Float] = [0.5]
         conv2dForward(output: &output, input: input, kernel: kernel, bias: bias, scratch: &scratch, batch: 1,
                       geometry: g, inputChannels: 1, outputChannels: 1)
@@ -49,7 +49,7 @@ import Testing
         let probe = random.array(outCount)
         func forward(_ x: [Float], _ kern: [Float], _ b: [Float]) -> [Float] {
             var out = [Float](repeating: 0, count: outCount)
-            var scratch = [Float](repeating: 0, count: max(1, conv2dScratchCount(g, inputChannels: cin, batch: batch)))
+            var scratch = [Float](repeating: 0, count: max(1, conv2dScratchCount(g, inputChannels: cin, outputChannels: cout, batch: batch)))
             conv2dForward(output: &out, input: x, kernel: kern, bias: b, scratch: &scratch, batch: batch, geometry: g,
                           inputChannels: cin, outputChannels: cout)
             return out
@@ -57,7 +57,7 @@ import Testing
         var dx = [Float](repeating: 0, count: input.count)
         var dk = [Float](repeating: 0, count: kernel.count)
         var db = [Float](repeating: 0, count: cout)
-        var scratch = [Float](repeating: 0, count: max(1, conv2dScratchCount(g, inputChannels: cin, batch: batch)))
+        var scratch = [Float](repeating: 0, count: max(1, conv2dScratchCount(g, inputChannels: cin, outputChannels: cout, batch: batch)))
         conv2dBackward(inputGradient: &dx, kernelGradient: &dk, biasGradient: &db, outputGradient: probe, input: input,
                        kernel: kernel, scratch: &scratch, batch: batch, geometry: g,
                        inputChannels: cin, outputChannels: cout)
@@ -76,9 +76,11 @@ import Testing
 /// are within n * 2^-24 * (sum of the terms' magnitudes) of the exact sum (Higham, 3.1; an FMA only
 /// rounds less), so each entry is checked against that bound computed beside it in Double.
 @Suite struct TiledConvolutionTests {
-    @Test(arguments: [(1, true), (2, false)])
-    func tilesAgreeWithADoubleReference(stride: Int, same: Bool) {
-        let (batch, h, w, cin, cout, k) = (stride == 1 ? 4 : 20, 32, 32, 16, 19, 3)
+    /// 19 output channels run im2col + GEMM tile by tile (and, at stride 1, the narrow input
+    /// gradient: 16 input channels); 32 and 48 the narrow kernels of `NarrowGEMM.swift`.
+    @Test(arguments: [(1, true, 19), (2, false, 19), (1, true, 32), (2, false, 48)])
+    func tilesAgreeWithADoubleReference(stride: Int, same: Bool, cout: Int) {
+        let (batch, h, w, cin, k) = (stride == 1 ? 4 : 20, 32, 32, 16, 3)
         let g = WindowGeometry(inputHeight: h, inputWidth: w, kernelHeight: k, kernelWidth: k, strideHeight: stride,
                                strideWidth: stride, padding: same ? .same : .valid)
         let rows = batch * g.outputHeight * g.outputWidth, patch = k * k * cin
@@ -88,7 +90,7 @@ import Testing
         let input = random.array(batch * h * w * cin), kernel = random.array(patch * cout, scale: 0.2)
         let bias = random.array(cout), probe = random.array(rows * cout)
         var output = [Float](repeating: 0, count: rows * cout)
-        var scratch = [Float](repeating: 0, count: conv2dScratchCount(g, inputChannels: cin, batch: batch))
+        var scratch = [Float](repeating: 0, count: conv2dScratchCount(g, inputChannels: cin, outputChannels: cout, batch: batch))
         #expect(scratch.count == tile * patch)
         conv2dForward(output: &output, input: input, kernel: kernel, bias: bias, scratch: &scratch, batch: batch,
                       geometry: g, inputChannels: cin, outputChannels: cout)
