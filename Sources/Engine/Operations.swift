@@ -333,16 +333,19 @@ final class UpsampleNearestOperation: Operation {
     }
 }
 
-/// Keras' Permute: each sample's values reordered, output offset o read from input offset
-/// `sources[o]` (`permutationSources`).
-final class PermuteOperation: Operation {
+/// Each sample's output offset o read from input offset `sources[o]` (`gatherForward`): Keras'
+/// Permute (`permutationSources`) and nearest-neighbour resizing (`resizeNearestSources`).
+final class GatherOperation: Operation {
     let sources: [Int]
-    /// `order[k]` is the input axis (0-based, per sample) that output axis k is.
-    init(shape: [Int], order: [Int]) { sources = permutationSources(shape: shape, order: order) }
-    func forward(_ c: PassContext) { gatherForward(output: c.output, input: c.inputs[0], batch: c.batch, sources: sources) }
+    /// Values per input sample (the output has `sources.count`).
+    let inputCount: Int
+    init(sources: [Int], inputCount: Int) { (self.sources, self.inputCount) = (sources, inputCount) }
+    func forward(_ c: PassContext) {
+        gatherForward(output: c.output, input: c.inputs[0], batch: c.batch, sources: sources, inputCount: inputCount)
+    }
     func backward(_ c: PassContext) {
         guard let dx = c.inputGradients[0] else { return }
-        gatherBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, sources: sources)
+        gatherBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, sources: sources, inputCount: inputCount)
     }
 }
 

@@ -32,7 +32,7 @@ import Testing
 
     @Test(arguments: ["activations_k2.h5", "activations_k3.keras", "merging_k2.h5", "merging_k3.keras",
                       "nested_k2.h5", "nested_k3.keras", "normalization_k2.h5", "normalization_k3.keras",
-                      "reshaping_k2.h5", "reshaping_k3.keras"])
+                      "reshaping_k2.h5", "reshaping_k3.keras", "resizing_k2.h5", "resizing_k3.keras"])
     func prunesWithGradientsExportsAndRunsTheExport(fixture: String) throws {
         let data = ["--data", Shared.data, "--split", "validation", "--limit", "64"]
         let evalData = ["--data", Shared.data, "--limit", "64", "--json"]
@@ -101,7 +101,49 @@ import Testing
         #expect(try gmtool(["eval", Paths.fixture("reshaping_k2.h5"), "--data", Shared.data, "--limit", "10"]).status == 0)
     }
 
-    @Test(arguments: ["activations_k2.h5", "nested_k3.keras"])
+    /// What the resizing fixture's layers do not run, each refused in one line naming the layer,
+    /// its class and why (the fixture's config edited): an interpolation other than bilinear
+    /// and nearest, a LayerNormalization over another axis than the last, PReLU's shared_axes
+    /// outside the input's axes.
+    @Test(arguments: [
+        ("resizing", "interpolation", #""bicubic""#, "interpolation \"bicubic\" is not supported (\"bilinear\" and \"nearest\")"),
+        ("layer_normalization", "axis", "[1, 2, 3]", "normalizes over axis [1, 2, 3]; only the last axis (-1) is supported"),
+        ("resizing_1", "antialias", "true", "antialias=True is not supported"),
+        ("p_re_lu", "shared_axes", "[4]", "shared_axes [4] are not axes 1...3 of its input of shape [24, 28, 19]"),
+    ])
+    func unsupportedResizingAndNormalizationAreRefused(layer: String, key: String, value: String, reason: String) throws {
+        let copy = try editedCopy(of: "resizing_k2.h5", as: "\(layer)_\(key).h5") { layers in
+            let index = try #require(layers.firstIndex { ($0["config"] as? [String: Any])?["name"] as? String == layer })
+            var layerConfig = try #require(layers[index]["config"] as? [String: Any])
+            // The new value, written as JSON.
+            layerConfig[key] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+            layers[index]["config"] = layerConfig
+        }
+        let className = ["resizing": "Resizing", "resizing_1": "Resizing", "layer_normalization": "LayerNormalization", "p_re_lu": "PReLU"][layer]!
+        let refused = try gmtool(["eval", copy, "--data", Shared.data, "--limit", "10"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "gmtool: error: \(copy): layer \(layer) (\(className)): \(reason)\n", "\(refused.stderr)")
+    }
+
+    /// PReLU's alpha has a spec of any rank (Keras 2's config does not fix it), so its shape is
+    /// checked when the graph is built: with shared_axes [1] instead of the [1, 2] it was saved
+    /// with, the stored (1, 1, 19) alpha does not fit the (1, 28, 19) the layer needs.
+    @Test func aPReLUAlphaOfTheWrongShapeIsRefused() throws {
+        let copy = try editedCopy(of: "resizing_k2.h5", as: "prelu_shape.h5") { layers in
+            let index = try #require(layers.firstIndex { ($0["config"] as? [String: Any])?["name"] as? String == "p_re_lu" })
+            var layerConfig = try #require(layers[index]["config"] as? [String: Any])
+            #expect(layerConfig["shared_axes"] as? [Int] == [1, 2])
+            layerConfig["shared_axes"] = [1]
+            layers[index]["config"] = layerConfig
+        }
+        #expect(try gmtool(["stats", copy]).status == 0)
+        let refused = try gmtool(["eval", copy, "--data", Shared.data, "--limit", "10"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "gmtool: error: \(copy): /model_weights/p_re_lu/p_re_lu/alpha:0: shape [1, 1, 19] does not fit layer p_re_lu: expected [1, 28, 19]\n",
+                "\(refused.stderr)")
+    }
+
+    @Test(arguments: ["activations_k2.h5", "nested_k3.keras", "resizing_k2.h5", "resizing_k3.keras"])
     func trainsAnEpochWithPruning(fixture: String) throws {
         try writeTinyCIFAR(in: folder)
         let result = try gmtool(["train", Paths.fixture(fixture), "--data", folder.path, "--epochs", "1", "--batch-size", "16",
