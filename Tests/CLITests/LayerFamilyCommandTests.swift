@@ -104,12 +104,14 @@ import Testing
     /// What the resizing fixture's layers do not run, each refused in one line naming the layer,
     /// its class and why (the fixture's config edited): an interpolation other than bilinear
     /// and nearest, a LayerNormalization over another axis than the last, PReLU's shared_axes
-    /// outside the input's axes.
+    /// outside the input's axes, a TFOpLambda that is not arithmetic (one of the hard-swish's
+    /// made tf.nn.relu).
     @Test(arguments: [
         ("resizing", "interpolation", #""bicubic""#, "interpolation \"bicubic\" is not supported (\"bilinear\" and \"nearest\")"),
         ("layer_normalization", "axis", "[1, 2, 3]", "normalizes over axis [1, 2, 3]; only the last axis (-1) is supported"),
         ("resizing_1", "antialias", "true", "antialias=True is not supported"),
         ("p_re_lu", "shared_axes", "[4]", "shared_axes [4] are not axes 1...3 of its input of shape [24, 28, 19]"),
+        ("tf.math.truediv", "function", #""nn.relu""#, "is the TensorFlow function tf.nn.relu recorded from Python code, which gmtool cannot run (it runs add, subtract, multiply and divide of a tensor and a number); rebuild the model with built-in Keras layers (Keras 3 saves such models with them)"),
     ])
     func unsupportedResizingAndNormalizationAreRefused(layer: String, key: String, value: String, reason: String) throws {
         let copy = try editedCopy(of: "resizing_k2.h5", as: "\(layer)_\(key).h5") { layers in
@@ -119,7 +121,8 @@ import Testing
             layerConfig[key] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
             layers[index]["config"] = layerConfig
         }
-        let className = ["resizing": "Resizing", "resizing_1": "Resizing", "layer_normalization": "LayerNormalization", "p_re_lu": "PReLU"][layer]!
+        let className = ["resizing": "Resizing", "resizing_1": "Resizing", "layer_normalization": "LayerNormalization", "p_re_lu": "PReLU",
+                         "tf.math.truediv": "TFOpLambda"][layer]!
         let refused = try gmtool(["eval", copy, "--data", Shared.data, "--limit", "10"])
         #expect(refused.status == 1)
         #expect(refused.stderr == "gmtool: error: \(copy): layer \(layer) (\(className)): \(reason)\n", "\(refused.stderr)")

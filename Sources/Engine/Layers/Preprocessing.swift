@@ -6,7 +6,8 @@ import NeuralKernels
 // Resizing and CenterCrop (tf.image.resize's bilinear and nearest, and their adjoints), the random
 // augmentation layers and the noise/regularization layers, which Keras applies only in
 // training and which are the identity at inference (eval, grad, prune), Dropout, and the layers
-// that cannot run (Lambda, TFOpLambda, SlicingOpLambda), refused with the reason.
+// that cannot run (Lambda, SlicingOpLambda), refused with the reason (Keras 2's TFOpLambda
+// arithmetic runs, `addOperation` in Merging.swift).
 
 enum Preprocessing: LayerFamily {
     /// Layers that are the identity at inference and do something else in training, with what
@@ -50,7 +51,6 @@ enum Preprocessing: LayerFamily {
     /// Layers that cannot run outside Python, with the reason.
     static let refused: [String: String] = [
         "Lambda": "runs Python code saved with the model, which gmtool cannot run; rebuild the model with built-in Keras layers",
-        "TFOpLambda": "is a TensorFlow operation recorded from Python code (Keras 2 writes `x + 3` or `tf.nn.relu(x)` on a tensor this way), which gmtool cannot run; rebuild the model with built-in Keras layers (Keras 3 saves such models with them)",
         "SlicingOpLambda": "is tensor slicing recorded from Python code, which gmtool cannot run; rebuild the model with built-in Keras layers",
     ]
 }
