@@ -62,6 +62,16 @@ import Testing
                                                          WeightSpec(role: .pointwiseKernel, shape: [1, 1, nil, 4]),
                                                          WeightSpec(role: .bias, shape: [4])])
         #expect(registry.weightSpecs(for: try layer("ReLU", #"{"name": "r"}"#)) == [])
+        // PReLU's alpha: a spec of no fixed rank (Keras 2's config records only shared_axes),
+        // trainable and never pruned.
+        #expect(registry.weightSpecs(for: try layer("PReLU", #"{"name": "p", "shared_axes": [1, 2]}"#)) == [WeightSpec(role: .alpha, shape: nil)])
+        #expect(registry.prunableRoles(className: "PReLU").isEmpty && WeightRole.alpha.isTrainable)
+        // LayerNormalization: gamma then beta, each dropped by scale=False / center=False.
+        #expect(registry.weightSpecs(for: try layer("LayerNormalization", #"{"name": "n"}"#)) == [WeightSpec(role: .gamma, shape: [nil]),
+                                                                                                   WeightSpec(role: .beta, shape: [nil])])
+        #expect(registry.weightSpecs(for: try layer("LayerNormalization", #"{"name": "n", "scale": false}"#)) == [WeightSpec(role: .beta, shape: [nil])])
+        #expect(registry.weightSpecs(for: try layer("LayerNormalization", #"{"name": "n", "center": false}"#)) == [WeightSpec(role: .gamma, shape: [nil])])
+        #expect(registry.weightSpecs(for: try layer("Resizing", #"{"name": "z", "height": 8, "width": 8}"#)) == [])
         for unknown in ["Conv1D", "Conv3D", "Conv2DTranspose", "LocallyConnected2D", "Lambda"] {
             #expect(registry.weightSpecs(for: try layer(unknown, #"{"name": "u", "filters": 4, "kernel_size": [3]}"#)) == nil, "\(unknown)")
             #expect(registry.prunableRoles(className: unknown).isEmpty)
