@@ -7,6 +7,7 @@ public func depthwiseForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, kernel: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, batch: Int, geometry g: WindowGeometry, channels: Int, multiplier: Int
 ) {
+    precondition(g.isUndilated, "the depthwise kernels have no dilation")
     let outChannels = channels * multiplier
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
@@ -84,6 +85,7 @@ public func depthwiseBackward(
     input: UnsafePointer<Float>, kernel: UnsafePointer<Float>,
     batch: Int, geometry g: WindowGeometry, channels: Int, multiplier: Int
 ) {
+    precondition(g.isUndilated, "the depthwise kernels have no dilation")
     let outChannels = channels * multiplier
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
