@@ -32,7 +32,8 @@ import Testing
 
     @Test(arguments: ["activations_k2.h5", "activations_k3.keras", "merging_k2.h5", "merging_k3.keras",
                       "nested_k2.h5", "nested_k3.keras", "normalization_k2.h5", "normalization_k3.keras",
-                      "reshaping_k2.h5", "reshaping_k3.keras"])
+                      "reshaping_k2.h5", "reshaping_k3.keras", "convolutions_k2.h5", "convolutions_k3.keras",
+                      "sequences_k2.h5", "sequences_k3.keras"])
     func prunesWithGradientsExportsAndRunsTheExport(fixture: String) throws {
         let data = ["--data", Shared.data, "--split", "validation", "--limit", "64"]
         let evalData = ["--data", Shared.data, "--limit", "64", "--json"]
@@ -50,36 +51,36 @@ import Testing
         #expect(abs(loss.0 - loss.1) <= 1e-6, "\(loss)")
     }
 
-    /// A layer of a class gmtool does not run (a Conv1D, made by renaming the class of seqcnn's
-    /// first Conv2D in the model config; the engine builds no Conv1D): `stats` counts its weights
+    /// A layer of a class gmtool does not run (a Conv3D, made by renaming the class of seqcnn's
+    /// first Conv2D in the model config; the engine builds no Conv3D): `stats` counts its weights
     /// as stored, calls none of them prunable and names the layer; `eval` and `prune` refuse the
     /// model in one line naming the layer and its class.
     @Test func aLayerClassGmtoolDoesNotRunIsCountedAndRefused() throws {
-        let copy = try editedCopy(of: "seqcnn_k2.h5", as: "conv1d.h5") { layers in
+        let copy = try editedCopy(of: "seqcnn_k2.h5", as: "conv3d.h5") { layers in
             let index = try #require(layers.firstIndex { ($0["config"] as? [String: Any])?["name"] as? String == "c1" })
             #expect(layers[index]["class_name"] as? String == "Conv2D")
-            layers[index]["class_name"] = "Conv1D"
+            layers[index]["class_name"] = "Conv3D"
         }
         let original = try json(try gmtool(["stats", Paths.fixture("seqcnn_k2.h5"), "--json"]))
         let stats = try gmtool(["stats", copy, "--json"])
         #expect(stats.status == 0, "\(stats.stderr)")
         let object = try json(stats)
-        #expect(object["unknown_layers"] as? [String] == ["c1 (Conv1D)"])
+        #expect(object["unknown_layers"] as? [String] == ["c1 (Conv3D)"])
         #expect(original["unknown_layers"] as? [String] == [])
         #expect(object["total_parameters"] as? Int == original["total_parameters"] as? Int)
         let rows = object["layers"] as? [[String: Any]] ?? []
         let c1 = rows.filter { $0["layer"] as? String == "c1" }
-        #expect(c1.count == 2 && c1.allSatisfy { $0["prunable"] as? Bool == false && $0["layer_type"] as? String == "Conv1D" })
+        #expect(c1.count == 2 && c1.allSatisfy { $0["prunable"] as? Bool == false && $0["layer_type"] as? String == "Conv3D" })
         let kernelSize = rows.first { $0["layer"] as? String == "c1" && $0["role"] as? String == "kernel" }?["parameters"] as? Int ?? -1
         #expect(object["prunable_parameters"] as? Int == (original["prunable_parameters"] as? Int ?? 0) - kernelSize)
         let table = try gmtool(["stats", copy])
-        #expect(table.stdout.contains("unknown layers:          c1 (Conv1D): weights counted as stored, none prunable; gmtool cannot run this model"))
+        #expect(table.stdout.contains("unknown layers:          c1 (Conv3D): weights counted as stored, none prunable; gmtool cannot run this model"))
         #expect(!(try gmtool(["stats", Paths.fixture("seqcnn_k2.h5")]).stdout.contains("unknown layers")))
         for arguments in [["eval", copy, "--data", Shared.data, "--limit", "10"],
                           ["prune", copy, "--beta", "0.1", "--gamma", "1e9", "-o", path("pruned.h5"), "--data", Shared.data, "--split", "validation", "--limit", "64"]] {
             let refused = try gmtool(arguments)
             #expect(refused.status == 1)
-            #expect(refused.stderr == "gmtool: error: \(copy): layer c1 (Conv1D): layer class Conv1D is not supported\n", "\(arguments): \(refused.stderr)")
+            #expect(refused.stderr == "gmtool: error: \(copy): layer c1 (Conv3D): layer class Conv3D is not supported\n", "\(arguments): \(refused.stderr)")
         }
         #expect(!FileManager.default.fileExists(atPath: path("pruned.h5")))
     }
