@@ -102,7 +102,56 @@ import Testing
         #expect(try gmtool(["eval", Paths.fixture("reshaping_k2.h5"), "--data", Shared.data, "--limit", "10"]).status == 0)
     }
 
-    @Test(arguments: ["activations_k2.h5", "nested_k3.keras"])
+    /// From a sparse export the ungrouped im2col convolutions (dilated Conv2D, Conv1D with any
+    /// padding) and Dense run the CSR kernel; the grouped ones and Conv2DTranspose stay dense (their
+    /// CSR rows are not a product over the im2col columns of all channels), and every kernel run
+    /// sparse gives the dense loss (float32 summation order: 1e-6).
+    @Test(arguments: [("convolutions_k2.h5", ["conv2d", "conv2d_3", "dense"]),
+                      ("sequences_k2.h5", ["conv1d", "conv1d_3", "conv1d_4", "dense"])])
+    func groupedAndTransposedConvolutionsRunDenseFromAnExport(fixture: String, sparseLayers: [String]) throws {
+        let output = path("pruned.h5"), exported = path("exported.h5")
+        let prune = try gmtool(["prune", Paths.fixture(fixture), "--beta", "0.3", "--gamma", "1e9", "-o", output,
+                                "--data", Shared.data, "--split", "validation", "--limit", "64"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(try gmtool(["export", output, "-o", exported, "--csr"]).status == 0)
+        let evalData = ["--data", Shared.data, "--limit", "64", "--json"]
+        let dense = try json(try gmtool(["eval", output] + evalData))
+        let sparse = try json(try gmtool(["eval", exported, "--kernels", "sparse"] + evalData))
+        let layers = sparse["sparse_layers"] as? [[String: Any]] ?? []
+        #expect(layers.compactMap { $0["layer"] as? String } == sparseLayers)
+        #expect(layers.allSatisfy { $0["sparse"] as? Bool == true })
+        let loss = (dense["mean_loss"] as? Double ?? .nan, sparse["mean_loss"] as? Double ?? .nan)
+        #expect(abs(loss.0 - loss.1) <= 1e-6, "\(loss)")
+    }
+
+    /// What the convolution family cannot run is refused in one line naming the layer, its class
+    /// and why: (fixture, "layer (class)", config key, JSON value, the problem).
+    @Test(arguments: [
+        ("convolutions_k2.h5", "conv2d_transpose (Conv2DTranspose)", "dilation_rate", "[2, 2]", "dilation_rate [2, 2] is not supported for Conv2DTranspose"),
+        ("convolutions_k2.h5", "conv2d_transpose (Conv2DTranspose)", "groups", "2", "groups=2 is not supported for Conv2DTranspose"),
+        // 'same' with output_padding: (26 - 1) + 2 - 2 * 1 rows, which TensorFlow cannot convolve back to 26 either.
+        ("convolutions_k2.h5", "conv2d_transpose_1 (Conv2DTranspose)", "padding", "\"same\"", "its 25x63 output does not convolve back to its 26x32 input"),
+        ("convolutions_k2.h5", "conv2d_1 (Conv2D)", "groups", "3", "groups=3 does not divide its 16 input channels and 32 filters"),
+        ("convolutions_k2.h5", "conv2d (Conv2D)", "padding", "\"causal\"", "padding 'causal' is not supported (same, valid)"),
+        ("mobilenet_k2.h5", "conv_dw_1 (DepthwiseConv2D)", "dilation_rate", "[2, 2]", "dilation_rate [2, 2] is not supported for DepthwiseConv2D"),
+        ("sequences_k2.h5", "conv1d (Conv1D)", "data_format", "\"channels_first\"", "data_format channels_first is not supported (channels_last)"),
+        ("sequences_k2.h5", "max_pooling1d (MaxPooling1D)", "data_format", "\"channels_first\"", "data_format channels_first is not supported (channels_last)"),
+        ("sequences_k2.h5", "conv1d_3 (Conv1D)", "dilation_rate", "[30]", "a 2 window dilated by [30] does not fit its 24 input"),
+    ])
+    func convolutionRefusalsNameTheLayer(fixture: String, layer: String, key: String, value: String, problem: String) throws {
+        let name = String(layer.prefix { $0 != " " })
+        let copy = try editedCopy(of: fixture, as: "edited.h5") { layers in
+            let index = try #require(layers.firstIndex { ($0["config"] as? [String: Any])?["name"] as? String == name })
+            var config = try #require(layers[index]["config"] as? [String: Any])
+            config[key] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+            layers[index]["config"] = config
+        }
+        let refused = try gmtool(["eval", copy, "--data", Shared.data, "--limit", "10"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "gmtool: error: \(copy): layer \(layer): \(problem)\n", "\(refused.stderr)")
+    }
+
+    @Test(arguments: ["activations_k2.h5", "nested_k3.keras", "convolutions_k2.h5", "sequences_k3.keras"])
     func trainsAnEpochWithPruning(fixture: String) throws {
         try writeTinyCIFAR(in: folder)
         let result = try gmtool(["train", Paths.fixture(fixture), "--data", folder.path, "--epochs", "1", "--batch-size", "16",
