@@ -219,8 +219,8 @@ struct GraphBuilder {
     }
 
     /// The layer's window over `input`. `dilation` is the convolution's dilation_rate (height,
-    /// width); a layer that passes none refuses a dilation_rate other than 1 in its config (the
-    /// depthwise and pooling kernels have none). `padding` defaults to the config's.
+    /// width); a layer that passes none refuses a dilation_rate other than 1 in its config
+    /// (pooling and Conv2DTranspose have none). `padding` defaults to the config's.
     func window(_ layer: LayerConfig, _ input: (h: Int, w: Int, c: Int), kernel: [Int], strides: [Int],
                 dilation: [Int]? = nil, padding: WindowGeometry.Padding? = nil) throws -> WindowGeometry {
         if dilation == nil, let rate = layer.config["dilation_rate"]?.ints, rate.contains(where: { $0 != 1 }) {

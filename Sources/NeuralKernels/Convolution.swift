@@ -6,8 +6,8 @@ public struct WindowGeometry: Sendable, Equatable {
     public var padTop: Int, padLeft: Int
     public var outputHeight: Int, outputWidth: Int
     /// The spacing of the window's taps (Keras' `dilation_rate`): tap i reads row
-    /// oh * strideHeight - padTop + i * dilationHeight. Only the convolution kernels read it;
-    /// depthwise and pooling kernels require 1.
+    /// oh * strideHeight - padTop + i * dilationHeight. The convolution and depthwise kernels read
+    /// it; the pooling kernels require 1.
     public var dilationHeight: Int = 1, dilationWidth: Int = 1
 
     /// `causal` is Keras' Conv1D padding: (kernel - 1) * dilation zeros before, none after.
@@ -50,7 +50,7 @@ public struct WindowGeometry: Sendable, Equatable {
         kernelHeight == 1 && kernelWidth == 1 && strideHeight == 1 && strideWidth == 1 && padTop == 0 && padLeft == 0
     }
 
-    /// Whether the taps are adjacent (the depthwise and pooling kernels need it).
+    /// Whether the taps are adjacent (the pooling kernels need it).
     public var isUndilated: Bool { dilationHeight == 1 && dilationWidth == 1 }
 }
 

@@ -206,4 +206,71 @@ import Testing
         #expect(ek.maxError <= 1e-4 * max(1, ek.scale), "dk max error \(ek.maxError) of \(ek.scale)")
         #expect(eb.maxError <= 1e-4 * max(1, eb.scale), "db max error \(eb.maxError) of \(eb.scale)")
     }
+
+    @Test func dilatedDepthwiseByHand() {
+        // A 1 x 5 row of 2 channels, taps 2 apart, 'same' (one zero each side): channel 0's kernel
+        // [1, 10], channel 1's [100, 1000]; y[i][c] = x[i - 1][c] k0[c] + x[i + 1][c] k1[c].
+        let g = WindowGeometry(inputHeight: 1, inputWidth: 5, kernelHeight: 1, kernelWidth: 2, strideHeight: 1, strideWidth: 1,
+                               padding: .same, dilationWidth: 2)
+        let x: [Float] = [1, -1, 2, -2, 3, -3, 4, -4, 5, -5]
+        var y = zeros(10)
+        depthwiseForward(output: &y, input: x, kernel: [1, 100, 10, 1000], bias: nil, batch: 1, geometry: g, channels: 2, multiplier: 1)
+        #expect(y == [20, -2000, 31, -3100, 42, -4200, 53, -5300, 4, -400])
+        // The same taps with multiplier 2 (the other loop): kernel (1, 2, 1, 2) [[1, 2], [10, 20]].
+        var y2 = zeros(10)
+        depthwiseForward(output: &y2, input: [1, 2, 3, 4, 5], kernel: [1, 2, 10, 20], bias: nil, batch: 1, geometry: g,
+                         channels: 1, multiplier: 2)
+        #expect(y2 == [20, 40, 31, 62, 42, 84, 53, 106, 4, 8])
+    }
+
+    /// depthwiseBackward against finite differences with dilated taps: (h, w, channels,
+    /// multiplier, k, stride, dilation, same).
+    @Test(arguments: [(7, 6, 16, 1, 3, 1, 2, true), (7, 7, 19, 1, 3, 1, 3, false), (6, 7, 19, 1, 3, 2, 2, true),
+                      (6, 6, 16, 2, 3, 1, 2, true), (5, 7, 19, 2, 2, 1, 3, false)])
+    func dilatedDepthwiseBackwardMatchesFiniteDifferences(h: Int, w: Int, c: Int, multiplier: Int, k: Int, stride: Int,
+                                                          dilation: Int, same: Bool) {
+        var random = SeededRandom(seed: UInt64(h * 100 + w * 10 + c + multiplier * 7 + dilation * 3 + stride))
+        let batch = 2, outChannels = c * multiplier
+        let g = WindowGeometry(inputHeight: h, inputWidth: w, kernelHeight: k, kernelWidth: k, strideHeight: stride,
+                               strideWidth: stride, padding: same ? .same : .valid, dilationHeight: dilation, dilationWidth: dilation)
+        #expect(g.outputHeight > 0 && g.outputWidth > 0)
+        let input = random.array(batch * h * w * c), kernel = random.array(k * k * outChannels), bias = random.array(outChannels)
+        let outCount = batch * g.outputHeight * g.outputWidth * outChannels
+        let probe = random.array(outCount)
+        func forward(_ x: [Float], _ kern: [Float], _ b: [Float]) -> [Float] {
+            var out = zeros(outCount)
+            depthwiseForward(output: &out, input: x, kernel: kern, bias: b, batch: batch, geometry: g, channels: c, multiplier: multiplier)
+            return out
+        }
+        var dx = zeros(input.count), dk = zeros(kernel.count), db = zeros(outChannels)
+        depthwiseBackward(inputGradient: &dx, kernelGradient: &dk, biasGradient: &db, outputGradient: probe, input: input,
+                          kernel: kernel, batch: batch, geometry: g, channels: c, multiplier: multiplier)
+        let ex = finiteDifferenceError(input: input, step: 1, forward: { forward($0, kernel, bias) }, analytic: dx, probe: probe)
+        let ek = finiteDifferenceError(input: kernel, step: 1, forward: { forward(input, $0, bias) }, analytic: dk, probe: probe)
+        let eb = finiteDifferenceError(input: bias, step: 1, forward: { forward(input, kernel, $0) }, analytic: db, probe: probe)
+        #expect(ex.maxError <= 1e-4 * max(1, ex.scale), "dx max error \(ex.maxError) of \(ex.scale)")
+        #expect(ek.maxError <= 1e-4 * max(1, ek.scale), "dk max error \(ek.maxError) of \(ek.scale)")
+        #expect(eb.maxError <= 1e-4 * max(1, eb.scale), "db max error \(eb.maxError) of \(eb.scale)")
+        // Against the taps written out plainly, in Double: a float32 sum of at most k*k + 1 terms
+        // of magnitude below 1 is within (k*k + 1) * 2^-24 * (1 + |sum|) of it, under 1e-5 here.
+        let y = forward(input, kernel, bias)
+        for n in 0..<batch {
+            for oh in 0..<g.outputHeight {
+                for ow in 0..<g.outputWidth {
+                    for o in 0..<outChannels {
+                        var sum = Double(bias[o])
+                        for i in 0..<k {
+                            for j in 0..<k {
+                                let ih = oh * stride - g.padTop + i * dilation, iw = ow * stride - g.padLeft + j * dilation
+                                guard ih >= 0 && ih < h && iw >= 0 && iw < w else { continue }
+                                sum += Double(input[((n * h + ih) * w + iw) * c + o / multiplier]) * Double(kernel[(i * k + j) * outChannels + o])
+                            }
+                        }
+                        let got = y[((n * g.outputHeight + oh) * g.outputWidth + ow) * outChannels + o]
+                        #expect(abs(Double(got) - sum) <= 1e-5 * (1 + abs(sum)))
+                    }
+                }
+            }
+        }
+    }
 }
