@@ -239,6 +239,7 @@ public func layerNormBackward(inputGradient: UnsafeMutablePointer<Float>?, gamma
 /// Max pooling; padding cells are -infinity (never chosen), as in TensorFlow.
 public func maxPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
                            geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {
@@ -264,6 +265,7 @@ public func maxPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePoi
 public func maxPoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
                             input: UnsafePointer<Float>, output: UnsafePointer<Float>, batch: Int,
                             geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
         let imageGradient = inputGradient + n * g.inputHeight * g.inputWidth * channels
@@ -297,6 +299,7 @@ public func maxPoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGr
 /// (TensorFlow's behaviour).
 public func averagePoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
                                geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {
@@ -319,6 +322,7 @@ public func averagePoolForward(output: UnsafeMutablePointer<Float>, input: Unsaf
 
 public func averagePoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
                                 batch: Int, geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let imageGradient = inputGradient + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {
