@@ -73,8 +73,9 @@ let package = Package(
         // and gamma, per-layer sensitivity, their CSV/JSON/SVG/HTML reports.
         .target(name: "Analysis", dependencies: ["Engine", "Pruning", "ModelState", "KerasCheckpoint", "CIFAR", "Charts"]),
         // The data side: the image-source protocols the engine consumes, and CIFAR-10 binary
-        // batches streamed as scaled NHWC floats. Depends on nothing of the engine's.
-        .target(name: "CIFAR", dependencies: ["Zip", "CImageDecode"]),
+        // batches streamed as scaled NHWC floats. Depends on nothing of the engine's but the
+        // kernels' bilinear resize, which image folders and the Resizing layer share.
+        .target(name: "CIFAR", dependencies: ["Zip", "CImageDecode", "NeuralKernels"]),
         // The command-line tool.
         .executableTarget(
             name: "gmtool",

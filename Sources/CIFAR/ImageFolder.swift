@@ -1,6 +1,7 @@
 import CImageDecode
 import Dispatch
 import Foundation
+import NeuralKernels
 
 /// A folder of images, one subfolder per class, read as keras.utils.image_dataset_from_directory
 /// reads it: class names sorted (Python's sorted(), by code point), each class's files found by
@@ -162,9 +163,7 @@ public final class ImageFolderDataset: ImageDataset, TrainingImageSource, @unche
         var crop = (top: 0, left: 0, height: height, width: width)
         if cropToAspectRatio {
             // Keras' smart_resize in graph mode: float32 products and quotients cast to int32.
-            let cropHeight = max(min(height, Int(Float(width * targetHeight) / Float(targetWidth))), 1)
-            let cropWidth = max(min(width, Int(Float(height * targetWidth) / Float(targetHeight))), 1)
-            crop = (Int(Float(height - cropHeight) / 2), Int(Float(width - cropWidth) / 2), cropHeight, cropWidth)
+            crop = aspectRatioCrop(height: height, width: width, targetHeight: targetHeight, targetWidth: targetWidth)
         }
         resizeBilinear(pixels, rowStride: width * channels, top: crop.top, left: crop.left, height: crop.height, width: crop.width,
                        channels: channels, to: out, targetHeight, targetWidth)
@@ -255,38 +254,13 @@ private final class FailureBox: @unchecked Sendable {
     var first: Error? { errors.min { $0.0 < $1.0 }?.1 }
 }
 
-/// tf.image.resize(image, (outHeight, outWidth), "bilinear") with antialias=False: TensorFlow's
-/// ResizeBilinear with half_pixel_centers, in its float32 operations and order (source
-/// coordinate (i + 0.5) * scale - 0.5 with scale = in/out, floor and ceil clamped to the image,
-/// lerp along x on the two rows, then along y). The input is the crop of `pixels` at
-/// (top, left) of height x width; the output raw floats HWC.
+/// tf.image.resize(image, (outHeight, outWidth), "bilinear") with antialias=False (NeuralKernels'
+/// `resizeBilinear`, which the Resizing layer runs too) of the crop of `pixels` at (top, left) of
+/// height x width; the output raw floats HWC.
 func resizeBilinear(_ pixels: UnsafePointer<UInt8>, rowStride: Int, top: Int, left: Int, height: Int, width: Int, channels c: Int,
                     to out: UnsafeMutablePointer<Float>, _ outHeight: Int, _ outWidth: Int) {
-    func at(_ y: Int, _ x: Int, _ k: Int) -> Float { Float(pixels[(top + y) * rowStride + (left + x) * c + k]) }
-    if height == outHeight && width == outWidth {
-        for y in 0..<outHeight { for x in 0..<outWidth { for k in 0..<c { out[(y * outWidth + x) * c + k] = at(y, x, k) } } }
-        return
-    }
-    struct Weight { var lower: Int, upper: Int, lerp: Float }
-    func weights(_ outSize: Int, _ inSize: Int) -> [Weight] {
-        let scale = Float(inSize) / Float(outSize)
-        return (0..<outSize).map { i in
-            let source = (Float(i) + 0.5) * scale - 0.5
-            let floor = source.rounded(.down)
-            return Weight(lower: max(Int(floor), 0), upper: min(Int(source.rounded(.up)), inSize - 1), lerp: source - floor)
-        }
-    }
-    let ys = weights(outHeight, height), xs = weights(outWidth, width)
-    for (y, wy) in ys.enumerated() {
-        for (x, wx) in xs.enumerated() {
-            for k in 0..<c {
-                let topLeft = at(wy.lower, wx.lower, k), topRight = at(wy.lower, wx.upper, k)
-                let bottomLeft = at(wy.upper, wx.lower, k), bottomRight = at(wy.upper, wx.upper, k)
-                let upper = topLeft + (topRight - topLeft) * wx.lerp
-                let lower = bottomLeft + (bottomRight - bottomLeft) * wx.lerp
-                out[(y * outWidth + x) * c + k] = upper + (lower - upper) * wy.lerp
-            }
-        }
+    NeuralKernels.resizeBilinear(height: height, width: width, channels: c, output: out, outHeight: outHeight, outWidth: outWidth) { y, x, k in
+        Float(pixels[(top + y) * rowStride + (left + x) * c + k])
     }
 }
 

@@ -166,45 +166,76 @@ struct GraphBuilder {
         return model.parameter(for: weight)!
     }
 
+    /// Lets `operation` run from the sparse export's CSR kernel (eval --kernels). A grouped
+    /// convolution stays dense: its CSR columns index one group's channels (see
+    /// `ConvolutionOperation.groups`).
     func attachSparse(_ operation: ConvolutionOperation) throws {
-        guard kernels != .dense, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
+        guard kernels != .dense, operation.groups == 1, let matrix = try checkpoint.sparseKernel(operation.kernel.weight) else { return }
         operation.sparse = SparseKernel(matrix)
         operation.kernels = kernels
     }
 
-    func ints(_ layer: LayerConfig, _ key: String, default value: [Int]? = nil, count: Int = 2) throws -> [Int] {
+    /// The config's list `key` with `count` entries (one entry means all of them), each positive
+    /// (or at least 0 when `positive` is false).
+    func ints(_ layer: LayerConfig, _ key: String, default value: [Int]? = nil, count: Int = 2, positive: Bool = true) throws -> [Int] {
         guard let raw = layer.config[key], raw != .null else {
             if let value { return value }
             throw error(layer, "config has no \(key)")
         }
         guard let list = raw.ints else { throw error(layer, "config \(key) is not a list of integers") }
-        return list.count == 1 ? Array(repeating: list[0], count: count) : list
+        let values = list.count == 1 ? Array(repeating: list[0], count: count) : list
+        guard values.count == count, values.allSatisfy({ positive ? $0 > 0 : $0 >= 0 }) else {
+            throw error(layer, "config \(key) \(list) is not \(count) \(positive ? "positive" : "non-negative") integers")
+        }
+        return values
     }
 
-    func padding(_ layer: LayerConfig) throws -> WindowGeometry.Padding {
+    /// The layer's `padding`; `causal` only where `allowsCausal` (Conv1D).
+    func padding(_ layer: LayerConfig, allowsCausal: Bool = false) throws -> WindowGeometry.Padding {
         let text = layer.config["padding"]?.string ?? "valid"
-        guard let padding = WindowGeometry.Padding(rawValue: text.lowercased()) else {
-            throw error(layer, "padding '\(text)' is not supported (same, valid)")
+        guard let padding = WindowGeometry.Padding(rawValue: text.lowercased()), padding != .causal || allowsCausal else {
+            throw error(layer, "padding '\(text)' is not supported (\(allowsCausal ? "same, valid, causal" : "same, valid"))")
         }
         return padding
     }
 
     func image(_ layer: LayerConfig, _ shape: [Int]) throws -> (h: Int, w: Int, c: Int) {
         guard shape.count == 3 else { throw error(layer, "needs an image input (height, width, channels), got shape \(shape)") }
-        if let format = layer.config["data_format"]?.string, format != "channels_last" {
-            throw error(layer, "data_format \(format) is not supported (channels_last)")
-        }
+        try channelsLast(layer)
         return (shape[0], shape[1], shape[2])
     }
 
-    func window(_ layer: LayerConfig, _ input: (h: Int, w: Int, c: Int), kernel: [Int], strides: [Int]) throws -> WindowGeometry {
-        if let dilation = layer.config["dilation_rate"]?.ints, dilation.contains(where: { $0 != 1 }) {
-            throw error(layer, "dilation_rate \(dilation) is not supported")
+    /// A 1-D layer's input (steps, channels), as a height-1 image.
+    func sequence(_ layer: LayerConfig, _ shape: [Int]) throws -> (h: Int, w: Int, c: Int) {
+        guard shape.count == 2 else { throw error(layer, "needs a sequence input (steps, channels), got shape \(shape)") }
+        try channelsLast(layer)
+        return (1, shape[0], shape[1])
+    }
+
+    func channelsLast(_ layer: LayerConfig) throws {
+        if let format = layer.config["data_format"]?.string, format != "channels_last" {
+            throw error(layer, "data_format \(format) is not supported (channels_last)")
         }
+    }
+
+    /// The layer's window over `input`. `dilation` is the convolution's dilation_rate (height,
+    /// width); a layer that passes none refuses a dilation_rate other than 1 in its config
+    /// (pooling and Conv2DTranspose have none). `padding` defaults to the config's.
+    func window(_ layer: LayerConfig, _ input: (h: Int, w: Int, c: Int), kernel: [Int], strides: [Int],
+                dilation: [Int]? = nil, padding: WindowGeometry.Padding? = nil) throws -> WindowGeometry {
+        if dilation == nil, let rate = layer.config["dilation_rate"]?.ints, rate.contains(where: { $0 != 1 }) {
+            throw error(layer, "dilation_rate \(rate) is not supported for \(layer.className)")
+        }
+        let d = dilation ?? [1, 1]
         let g = WindowGeometry(inputHeight: input.h, inputWidth: input.w, kernelHeight: kernel[0], kernelWidth: kernel[1],
-                               strideHeight: strides[0], strideWidth: strides[1], padding: try padding(layer))
+                               strideHeight: strides[0], strideWidth: strides[1], padding: try padding ?? self.padding(layer),
+                               dilationHeight: d[0], dilationWidth: d[1])
         guard g.outputHeight > 0, g.outputWidth > 0 else {
-            throw error(layer, "a \(kernel[0])x\(kernel[1]) window does not fit its \(input.h)x\(input.w) input")
+            // A 1-D layer's window is 1 x k over a 1 x steps input.
+            let oneDimensional = input.h == 1 && kernel[0] == 1
+            let size = oneDimensional ? "\(kernel[1])" : "\(kernel[0])x\(kernel[1])"
+            let dilated = d == [1, 1] ? "" : " dilated by \(oneDimensional ? [d[1]] : d)"
+            throw error(layer, "a \(size) window\(dilated) does not fit its \(oneDimensional ? "\(input.w)" : "\(input.h)x\(input.w)") input")
         }
         return g
     }

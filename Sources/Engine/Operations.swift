@@ -49,13 +49,19 @@ final class InputOperation: Operation {
     func backward(_ context: PassContext) {}
 }
 
-/// Conv2D, the pointwise half of SeparableConv2D, and Dense (a 1x1 convolution over rows).
+/// Conv2D, Conv1D (a height-1 Conv2D), the pointwise half of SeparableConv2D, and Dense (a 1x1
+/// convolution over rows).
 final class ConvolutionOperation: Operation {
     let kernel: Parameter
     let bias: Parameter?
     let geometry: WindowGeometry
     let inputChannels: Int
     let outputChannels: Int
+    /// Keras' `groups`: the kernel is (kh, kw, in / groups, out), each group of out / groups
+    /// outputs reading its in / groups inputs. A grouped convolution runs dense only: a sparse
+    /// export's CSR rows index one group's (kh, kw, in / groups) columns, not the im2col columns
+    /// of all channels the CSR kernel multiplies (`GraphBuilder.attachSparse` leaves it dense).
+    let groups: Int
     /// Rows per sample for Dense on inputs of rank > 1 (it applies to the last axis).
     let rowsPerSample: Int
     /// When set, the forward pass may multiply by this sparse kernel (same values as `kernel`).
@@ -64,17 +70,21 @@ final class ConvolutionOperation: Operation {
     var kernels: KernelChoice = .dense
 
     init(kernel: Parameter, bias: Parameter?, geometry: WindowGeometry, inputChannels: Int, outputChannels: Int,
-         rowsPerSample: Int = 1) {
+         rowsPerSample: Int = 1, groups: Int = 1) {
         self.kernel = kernel
         self.bias = bias
         self.geometry = geometry
         self.inputChannels = inputChannels
         self.outputChannels = outputChannels
         self.rowsPerSample = rowsPerSample
+        self.groups = groups
     }
 
     var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
-    func scratchCount(batch: Int) -> Int { conv2dScratchCount(geometry, inputChannels: inputChannels, outputChannels: outputChannels, batch: batch * rowsPerSample) }
+    func scratchCount(batch: Int) -> Int {
+        conv2dScratchCount(geometry, inputChannels: inputChannels, outputChannels: outputChannels, batch: batch * rowsPerSample,
+                           groups: groups)
+    }
     /// Rows of the matrix product per image (output positions times Dense's leading axes).
     var rowsPerImage: Int { rowsPerSample * geometry.outputHeight * geometry.outputWidth }
     var patch: Int { geometry.kernelHeight * geometry.kernelWidth * inputChannels }
@@ -84,7 +94,7 @@ final class ConvolutionOperation: Operation {
     /// choice depends only on the file's kernel and the batch's chunk size, never on timings, so
     /// the same file and batch size give the same bits on every run and machine.
     func runsSparse(batch: Int) -> Bool {
-        guard let sparse else { return false }
+        guard let sparse, groups == 1 else { return false }
         switch kernels {
         case .sparse: return true
         case .dense: return false
@@ -115,7 +125,7 @@ final class ConvolutionOperation: Operation {
         }
         conv2dForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
                       scratch: c.scratch, batch: c.batch * rowsPerSample, geometry: geometry,
-                      inputChannels: inputChannels, outputChannels: outputChannels)
+                      inputChannels: inputChannels, outputChannels: outputChannels, groups: groups)
     }
 
     func backward(_ c: PassContext) {
@@ -123,7 +133,44 @@ final class ConvolutionOperation: Operation {
                        biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
                        input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch,
                        batch: c.batch * rowsPerSample, geometry: geometry, inputChannels: inputChannels,
-                       outputChannels: outputChannels)
+                       outputChannels: outputChannels, groups: groups)
+    }
+}
+
+/// Conv2DTranspose: the adjoint of the Conv2D with `geometry` from this layer's output (the
+/// geometry's input, `outputChannels`) to its input (the geometry's output, `inputChannels`);
+/// kernels in `NeuralKernels/Convolution.swift`. It always runs dense: a sparse export's CSR
+/// kernel multiplies im2col columns, which the transposed product does not have (its columns
+/// are scattered back by col2im), so `attachSparse` is not asked.
+final class TransposedConvolutionOperation: Operation {
+    let kernel: Parameter
+    let bias: Parameter?
+    let geometry: WindowGeometry
+    let inputChannels: Int
+    let outputChannels: Int
+
+    init(kernel: Parameter, bias: Parameter?, geometry: WindowGeometry, inputChannels: Int, outputChannels: Int) {
+        self.kernel = kernel
+        self.bias = bias
+        self.geometry = geometry
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+    }
+
+    var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
+    func scratchCount(batch: Int) -> Int { conv2dScratchCount(geometry, inputChannels: outputChannels, outputChannels: inputChannels, batch: batch) }
+
+    func forward(_ c: PassContext) {
+        conv2dTransposeForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer,
+                               bias: bias.map { UnsafePointer($0.pointer) }, scratch: c.scratch, batch: c.batch,
+                               geometry: geometry, inputChannels: inputChannels, outputChannels: outputChannels)
+    }
+
+    func backward(_ c: PassContext) {
+        conv2dTransposeBackward(inputGradient: c.inputGradients[0], kernelGradient: c.workspace.gradient(kernel),
+                                biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
+                                input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch, batch: c.batch,
+                                geometry: geometry, inputChannels: inputChannels, outputChannels: outputChannels)
     }
 }
 
@@ -333,16 +380,19 @@ final class UpsampleNearestOperation: Operation {
     }
 }
 
-/// Keras' Permute: each sample's values reordered, output offset o read from input offset
-/// `sources[o]` (`permutationSources`).
-final class PermuteOperation: Operation {
+/// Each sample's output offset o read from input offset `sources[o]` (`gatherForward`): Keras'
+/// Permute (`permutationSources`) and nearest-neighbour resizing (`resizeNearestSources`).
+final class GatherOperation: Operation {
     let sources: [Int]
-    /// `order[k]` is the input axis (0-based, per sample) that output axis k is.
-    init(shape: [Int], order: [Int]) { sources = permutationSources(shape: shape, order: order) }
-    func forward(_ c: PassContext) { gatherForward(output: c.output, input: c.inputs[0], batch: c.batch, sources: sources) }
+    /// Values per input sample (the output has `sources.count`).
+    let inputCount: Int
+    init(sources: [Int], inputCount: Int) { (self.sources, self.inputCount) = (sources, inputCount) }
+    func forward(_ c: PassContext) {
+        gatherForward(output: c.output, input: c.inputs[0], batch: c.batch, sources: sources, inputCount: inputCount)
+    }
     func backward(_ c: PassContext) {
         guard let dx = c.inputGradients[0] else { return }
-        gatherBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, sources: sources)
+        gatherBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, sources: sources, inputCount: inputCount)
     }
 }
 

@@ -270,9 +270,10 @@ public final class Checkpoint {
             let spec = specs[position]
             // Keras 3 renames the depthwise weight to "kernel"; the position in the layer decides.
             role = spec.role
-            let matches = spec.shape.count == shape.count && zip(spec.shape, shape).allSatisfy { $0 == nil || $0 == $1 }
-            guard matches else {
-                let expected = "(" + spec.shape.map { $0.map(String.init) ?? "?" }.joined(separator: ", ") + ")"
+            // A spec without a shape (any rank) is checked when the graph is built.
+            if let specShape = spec.shape,
+               specShape.count != shape.count || zip(specShape, shape).contains(where: { $0 != nil && $0 != $1 }) {
+                let expected = "(" + specShape.map { $0.map(String.init) ?? "?" }.joined(separator: ", ") + ")"
                 throw CheckpointError(file: source, object: dataset.path,
                                       problem: "shape \(shapeText(shape)) disagrees with the config of \(layer.className) layer \(layer.name), which implies \(expected)")
             }

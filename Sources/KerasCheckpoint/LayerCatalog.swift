@@ -2,6 +2,8 @@
 public enum WeightRole: Sendable, Equatable, Hashable, CustomStringConvertible {
     case kernel, bias, depthwiseKernel, pointwiseKernel
     case gamma, beta, movingMean, movingVariance
+    /// PReLU's slopes for negative inputs (trainable, never pruned).
+    case alpha
     /// Normalization's adapted statistics and its int64 sample count (kept for compatibility).
     case mean, variance, count
     /// A weight of a layer class gmtool does not know, by the name it has in the file.
@@ -17,6 +19,7 @@ public enum WeightRole: Sendable, Equatable, Hashable, CustomStringConvertible {
         case .beta: return "beta"
         case .movingMean: return "moving_mean"
         case .movingVariance: return "moving_variance"
+        case .alpha: return "alpha"
         case .mean: return "mean"
         case .variance: return "variance"
         case .count: return "count"
@@ -37,6 +40,7 @@ public enum WeightRole: Sendable, Equatable, Hashable, CustomStringConvertible {
         case "beta": self = .beta
         case "moving_mean": self = .movingMean
         case "moving_variance": self = .movingVariance
+        case "alpha": self = .alpha
         case "mean": self = .mean
         case "variance": self = .variance
         case "count": self = .count
@@ -53,11 +57,13 @@ public enum WeightRole: Sendable, Equatable, Hashable, CustomStringConvertible {
 }
 
 /// One weight a layer class owns, with the dimensions its config fixes (nil where the size comes
-/// from the layer's input).
+/// from the layer's input). A shape of nil is a weight whose rank the config does not fix either
+/// (PReLU's alpha has the input's rank, which Keras 2's config does not record): any stored shape
+/// is read, and the engine checks it exactly when it builds the graph.
 public struct WeightSpec: Sendable, Equatable {
     public var role: WeightRole
-    public var shape: [Int?]
-    public init(role: WeightRole, shape: [Int?]) { (self.role, self.shape) = (role, shape) }
+    public var shape: [Int?]?
+    public init(role: WeightRole, shape: [Int?]?) { (self.role, self.shape) = (role, shape) }
 }
 
 /// What the checkpoint reader needs to know about layer classes: the weights Keras stores for

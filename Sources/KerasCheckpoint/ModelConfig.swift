@@ -24,11 +24,16 @@ public struct LayerConfig: Sendable {
     /// Keras 3's `module`: `keras.layers` for a layer, `keras.src.ops.numpy` and the like for an
     /// operation applied to tensors in a Functional model (`x + 3.0` is an `Add` operation).
     public var module: String? = nil
-    /// The positional arguments of Keras 3's single call (tensors and constants), when written.
+    /// The arguments of the layer's single call (tensors and constants), when written: Keras 3's
+    /// positional `args`; for Keras 2's TFOpLambda, its first argument (a tensor reference, or
+    /// the constant Keras 2 writes as `_CONSTANT_VALUE`) and its `y` keyword.
     public var callArguments: [JSONValue] = []
 
-    /// A Keras 3 operation (keras.ops) recorded in a Functional model, rather than a layer.
-    public var isOperation: Bool { module?.hasPrefix("keras.src.ops") == true || module?.hasPrefix("keras.ops") == true }
+    /// A Keras 3 operation (keras.ops) or a Keras 2 TensorFlow operation (TFOpLambda) recorded
+    /// in a Functional model, rather than a layer.
+    public var isOperation: Bool {
+        module?.hasPrefix("keras.src.ops") == true || module?.hasPrefix("keras.ops") == true || className == "TFOpLambda"
+    }
 
     /// `trainable` from the config (Keras' default is true).
     public var trainable: Bool { config["trainable"]?.bool ?? true }
@@ -119,11 +124,17 @@ public struct ModelConfig: Sendable {
             if ["Sequential", "Functional", "Model"].contains(layerClass) {
                 nested = try ModelConfig(entry, source: source)
             }
-            let inbound = try (entry["inbound_nodes"]?.array ?? []).map { try Self.parseNode($0, source: source) }
+            let nodes = entry["inbound_nodes"]?.array ?? []
+            var inbound = try nodes.map { try Self.parseNode($0, source: source) }
+            var arguments = nodes.first?["args"]?.array ?? []
+            // tf_keras writes a TFOpLambda's node as the call itself, `[first, node, tensor, kwargs]`.
+            if layerClass == "TFOpLambda", let call = nodes.first?.array, call.first?.string != nil {
+                (inbound, arguments) = ([Self.operationInputs(call)], Self.operationArguments(call))
+            }
             parsed.append(LayerConfig(name: layerName, className: layerClass, config: layerConfig,
-                                      inboundNodes: inbound, nestedModel: nested,
+                                      inboundNodes: nodes.isEmpty ? [] : inbound, nestedModel: nested,
                                       registeredName: entry["registered_name"]?.string, module: entry["module"]?.string,
-                                      callArguments: entry["inbound_nodes"]?.array?.first?["args"]?.array ?? []))
+                                      callArguments: arguments))
         }
         layers = parsed
         inputs = Self.parseReferences(config["input_layers"])
@@ -166,6 +177,23 @@ public struct ModelConfig: Sendable {
         }
         (node["args"]?.array ?? []).forEach(collect)
         return found
+    }
+
+    /// A Keras 2 TFOpLambda call, `[first, node, tensor, kwargs]`: `first` names the layer whose
+    /// output is the first argument, or is `_CONSTANT_VALUE` with the constant in place of the
+    /// tensor index; a tensor in `kwargs["y"]` is `[layer, node, tensor]`. The tensors read.
+    private static func operationInputs(_ call: [JSONValue]) -> [TensorReference] {
+        let first = call.first?.string == "_CONSTANT_VALUE" ? nil : reference(call)
+        let y = call.count > 3 ? call[3]["y"]?.array.flatMap(reference) : nil
+        return [first, y].compactMap { $0 }
+    }
+
+    /// The TFOpLambda call's first argument and `y` as `callArguments`: a number for a constant,
+    /// the reference's array for a tensor.
+    private static func operationArguments(_ call: [JSONValue]) -> [JSONValue] {
+        let first: JSONValue = call.first?.string == "_CONSTANT_VALUE" && call.count > 2 ? call[2] : .array(Array(call.prefix(3)))
+        guard call.count > 3, let y = call[3]["y"] else { return [first] }
+        return [first, y]
     }
 
     private static func declaredInputShape(config: JSONValue, layers: [LayerConfig]) -> [Int?]? {

@@ -82,6 +82,7 @@ public struct KernelMatrixShape: Sendable, Equatable {
         switch (role, shape.count) {
         case (.depthwiseKernel, 4): names = ["kh", "kw", "in", "multiplier"]
         case (_, 4): names = ["kh", "kw", "in", "out"]
+        case (_, 3): names = ["k", "in", "out"]
         case (_, 2): names = ["in", "out"]
         default: names = shape.indices.map { "axis\($0)" }
         }

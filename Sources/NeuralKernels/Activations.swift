@@ -210,3 +210,66 @@ public func pointwiseBackward(inputGradient: UnsafeMutablePointer<Float>, output
                               input: UnsafePointer<Float>, count: Int, _ f: PointwiseActivation) {
     for i in 0..<count { inputGradient[i] += outputGradient[i] * f.derivative(input[i]) }
 }
+
+/// Where PReLU's alpha broadcasts over a sample of `shape` (row-major, the last axis the
+/// columns): alpha has `alphaShape`, the sample's shape with 1 on the shared axes. Returns each
+/// row's alpha offset and the alpha stride along the last axis (0 when it is shared).
+public func preluAlphaLayout(shape: [Int], alphaShape: [Int]) -> (rowOffsets: [Int], columnStride: Int) {
+    precondition(shape.count == alphaShape.count && zip(shape, alphaShape).allSatisfy { $1 == $0 || $1 == 1 })
+    guard let last = shape.indices.last else { return ([0], 0) }
+    var strides = [Int](repeating: 0, count: shape.count), stride = 1
+    for axis in shape.indices.reversed() {
+        strides[axis] = alphaShape[axis] == 1 && shape[axis] != 1 ? 0 : stride
+        stride *= alphaShape[axis]
+    }
+    let rows = shape.dropLast().reduce(1, *)
+    var offsets = [Int](repeating: 0, count: rows)
+    for r in 0..<rows {
+        var rest = r, offset = 0
+        for axis in (0..<last).reversed() {
+            offset += (rest % shape[axis]) * strides[axis]
+            rest /= shape[axis]
+        }
+        offsets[r] = offset
+    }
+    return (offsets, strides[last])
+}
+
+/// Keras' PReLU, relu(x) - alpha * relu(-x): x where x > 0, else alpha * x (both float32
+/// products are exact negations of each other, so this is Keras' value bit for bit), over `batch`
+/// samples of rows x columns values, alpha laid out as `preluAlphaLayout` says.
+public func preluForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, alpha: UnsafePointer<Float>, batch: Int,
+                         rowOffsets: [Int], columns: Int, columnStride: Int) {
+    var i = 0
+    for _ in 0..<batch {
+        for offset in rowOffsets {
+            let a = alpha + offset
+            for c in 0..<columns {
+                let x = input[i]
+                output[i] = x > 0 ? x : a[c * columnStride] * x
+                i += 1
+            }
+        }
+    }
+}
+
+/// The backward of `preluForward`, added into the gradients given: dx = dy where x > 0, alpha dy
+/// where x < 0, 0 at 0 (TensorFlow's relu gradient is 0 there); dalpha = the sum of dy x over the
+/// x < 0 that share the alpha (the batch and the shared axes), summed in Double.
+public func preluBackward(inputGradient: UnsafeMutablePointer<Float>?, alphaGradient: UnsafeMutablePointer<Float>?,
+                          outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>, alpha: UnsafePointer<Float>,
+                          alphaCount: Int, batch: Int, rowOffsets: [Int], columns: Int, columnStride: Int) {
+    var sums = [Double](repeating: 0, count: alphaGradient == nil ? 0 : alphaCount)
+    var i = 0
+    for _ in 0..<batch {
+        for offset in rowOffsets {
+            for c in 0..<columns {
+                let x = input[i], dy = outputGradient[i], j = offset + c * columnStride
+                if let inputGradient { inputGradient[i] += x > 0 ? dy : (x < 0 ? alpha[j] * dy : 0) }
+                if alphaGradient != nil, x < 0 { sums[j] += Double(dy) * Double(x) }
+                i += 1
+            }
+        }
+    }
+    if let alphaGradient { for j in 0..<alphaCount { alphaGradient[j] += Float(sums[j]) } }
+}

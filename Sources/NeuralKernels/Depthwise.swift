@@ -1,6 +1,17 @@
 // DepthwiseConv2D, NHWC, kernel (kh, kw, in, multiplier) as Keras stores it. Output channel
 // o = c * multiplier + m reads input channel c, so each kernel tap is one contiguous vector over
 // output channels and the inner loops run over contiguous channels (LLVM vectorises them).
+// Tap (i, j) reads input (top + i * dilationHeight, left + j * dilationWidth).
+
+/// The taps `0..<kernel` of a window starting at `start` with taps `dilation` apart that land
+/// inside `0..<size`.
+@inline(__always)
+func insideTaps(start: Int, kernel: Int, dilation: Int, size: Int) -> Range<Int> {
+    // First i with start + i * dilation >= 0; last with start + i * dilation <= size - 1.
+    let first = start >= 0 ? 0 : (-start + dilation - 1) / dilation
+    let last = size - 1 - start < 0 ? -1 : (size - 1 - start) / dilation
+    return first..<max(first, min(kernel, last + 1))
+}
 
 /// output (batch, oh, ow, in*multiplier) = depthwise(input, kernel) + bias.
 public func depthwiseForward(
@@ -12,20 +23,20 @@ public func depthwiseForward(
         let image = input + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {
             let top = oh * g.strideHeight - g.padTop
-            let i0 = max(0, -top), i1 = min(g.kernelHeight, g.inputHeight - top)
+            let rows = insideTaps(start: top, kernel: g.kernelHeight, dilation: g.dilationHeight, size: g.inputHeight)
             for ow in 0..<g.outputWidth {
                 let left = ow * g.strideWidth - g.padLeft
-                let j0 = max(0, -left), j1 = min(g.kernelWidth, g.inputWidth - left)
+                let columns = insideTaps(start: left, kernel: g.kernelWidth, dilation: g.dilationWidth, size: g.inputWidth)
                 let y = output + ((n * g.outputHeight + oh) * g.outputWidth + ow) * outChannels
                 if multiplier == 1 {
                     depthwisePixel(y, image, kernel, bias, channels: channels, g: g, top: top, left: left,
-                                   rows: i0..<i1, columns: j0..<j1)
+                                   rows: rows, columns: columns)
                     continue
                 }
                 if let bias { y.update(from: bias, count: outChannels) } else { y.update(repeating: 0, count: outChannels) }
-                for i in i0..<i1 {
-                    for j in j0..<j1 {
-                        let x = image + ((top + i) * g.inputWidth + left + j) * channels
+                for i in rows {
+                    for j in columns {
+                        let x = image + ((top + i * g.dilationHeight) * g.inputWidth + left + j * g.dilationWidth) * channels
                         let k = kernel + (i * g.kernelWidth + j) * outChannels
                         for c in 0..<channels {
                             let value = x[c]
@@ -55,7 +66,8 @@ private func depthwisePixel(
         var accumulator = bias.map { UnsafeRawPointer($0 + c).loadUnaligned(as: Vector.self) } ?? Vector()
         for i in rows {
             for j in columns {
-                let x = UnsafeRawPointer(image + ((top + i) * g.inputWidth + left + j) * channels + c).loadUnaligned(as: Vector.self)
+                let x = UnsafeRawPointer(image + ((top + i * g.dilationHeight) * g.inputWidth + left + j * g.dilationWidth) * channels + c)
+                    .loadUnaligned(as: Vector.self)
                 let k = UnsafeRawPointer(kernel + (i * g.kernelWidth + j) * channels + c).loadUnaligned(as: Vector.self)
                 let product = x * k
                 accumulator = accumulator + product
@@ -68,7 +80,8 @@ private func depthwisePixel(
         var accumulator = bias?[c] ?? 0
         for i in rows {
             for j in columns {
-                accumulator += image[((top + i) * g.inputWidth + left + j) * channels + c] * kernel[(i * g.kernelWidth + j) * channels + c]
+                accumulator += image[((top + i * g.dilationHeight) * g.inputWidth + left + j * g.dilationWidth) * channels + c]
+                    * kernel[(i * g.kernelWidth + j) * channels + c]
             }
         }
         y[c] = accumulator
@@ -93,10 +106,10 @@ public func depthwiseBackward(
                 let dy = outputGradient + ((n * g.outputHeight + oh) * g.outputWidth + ow) * outChannels
                 if let biasGradient { for o in 0..<outChannels { biasGradient[o] += dy[o] } }
                 for i in 0..<g.kernelHeight {
-                    let ih = oh * g.strideHeight - g.padTop + i
+                    let ih = oh * g.strideHeight - g.padTop + i * g.dilationHeight
                     if ih < 0 || ih >= g.inputHeight { continue }
                     for j in 0..<g.kernelWidth {
-                        let iw = ow * g.strideWidth - g.padLeft + j
+                        let iw = ow * g.strideWidth - g.padLeft + j * g.dilationWidth
                         if iw < 0 || iw >= g.inputWidth { continue }
                         let offset = (ih * g.inputWidth + iw) * channels
                         let x = image + offset

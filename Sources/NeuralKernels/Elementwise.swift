@@ -152,27 +152,94 @@ public func permutationSources(shape: [Int], order: [Int]) -> [Int] {
     return sources
 }
 
-/// output[n][o] = input[n][sources[o]] for each of `batch` samples of `sources.count` values.
-public func gatherForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int, sources: [Int]) {
-    let count = sources.count
+/// output[n][o] = input[n][sources[o]] for each of `batch` samples of `sources.count` output
+/// values and `inputCount` input values (by default as many).
+public func gatherForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int, sources: [Int],
+                          inputCount: Int? = nil) {
+    let count = sources.count, stride = inputCount ?? count
     for n in 0..<batch {
-        let x = input + n * count, y = output + n * count
+        let x = input + n * stride, y = output + n * count
         for o in 0..<count { y[o] = x[sources[o]] }
     }
 }
 
 /// The backward of `gatherForward`: inputGradient[n][sources[o]] += outputGradient[n][o].
-public func gatherBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int, sources: [Int]) {
-    let count = sources.count
+public func gatherBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, batch: Int, sources: [Int],
+                           inputCount: Int? = nil) {
+    let count = sources.count, stride = inputCount ?? count
     for n in 0..<batch {
-        let dx = inputGradient + n * count, dy = outputGradient + n * count
+        let dx = inputGradient + n * stride, dy = outputGradient + n * count
         for o in 0..<count { dx[sources[o]] += dy[o] }
     }
+}
+
+/// Layer normalization of `rows` rows of `channels` values (Keras' LayerNormalization over the
+/// last axis), in Keras 3's order: mean and variance of the row (`ops.moments`: the mean, then
+/// the mean of the squared differences from it, each summed in Double and rounded to float32),
+/// inv = rsqrt(variance + epsilon) * gamma, y = x * inv + (beta - mean * inv). tf_keras' fused
+/// form ((x - mean) * rsqrt(variance + epsilon)) * gamma + beta is the same function, a float32
+/// rounding or two apart. gamma and beta nil: 1 and 0 (scale=False, center=False).
+public func layerNormForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, gamma: UnsafePointer<Float>?,
+                             beta: UnsafePointer<Float>?, rows: Int, channels: Int, epsilon: Float) {
+    for r in 0..<rows {
+        let x = input + r * channels, y = output + r * channels
+        let (mean, inverse) = layerNormMoments(x, channels: channels, epsilon: epsilon)
+        for c in 0..<channels {
+            let inv = inverse * (gamma?[c] ?? 1)
+            y[c] = x[c] * inv + ((beta?[c] ?? 0) - mean * inv)
+        }
+    }
+}
+
+/// One row's float32 mean and rsqrt(variance + epsilon).
+@inline(__always)
+func layerNormMoments(_ x: UnsafePointer<Float>, channels: Int, epsilon: Float) -> (mean: Float, inverse: Float) {
+    var sum = 0.0
+    for c in 0..<channels { sum += Double(x[c]) }
+    let mean = Float(sum / Double(channels))
+    var squares = 0.0
+    for c in 0..<channels { let d = Double(x[c]) - Double(mean); squares += d * d }
+    let variance = Float(squares / Double(channels))
+    return (mean, 1 / (variance + epsilon).squareRoot())
+}
+
+/// The backward of `layerNormForward`, added into the gradients given: with x̂ = (x - mean) r,
+/// r = rsqrt(variance + epsilon) and g = dy * gamma, dx = r (g - mean(g) - x̂ mean(g x̂)),
+/// dgamma = sum over rows of dy x̂, dbeta = sum of dy (row sums in Double).
+public func layerNormBackward(inputGradient: UnsafeMutablePointer<Float>?, gammaGradient: UnsafeMutablePointer<Float>?,
+                              betaGradient: UnsafeMutablePointer<Float>?, outputGradient: UnsafePointer<Float>,
+                              input: UnsafePointer<Float>, gamma: UnsafePointer<Float>?, rows: Int, channels: Int, epsilon: Float) {
+    var gammaSums = [Double](repeating: 0, count: gammaGradient == nil ? 0 : channels)
+    var betaSums = [Double](repeating: 0, count: betaGradient == nil ? 0 : channels)
+    var normalized = [Double](repeating: 0, count: channels)
+    for r in 0..<rows {
+        let x = input + r * channels, dy = outputGradient + r * channels
+        let (mean, inverse) = layerNormMoments(x, channels: channels, epsilon: epsilon)
+        var sumG = 0.0, sumGX = 0.0
+        for c in 0..<channels {
+            let xhat = (Double(x[c]) - Double(mean)) * Double(inverse)
+            normalized[c] = xhat
+            let g = Double(dy[c]) * Double(gamma?[c] ?? 1)
+            sumG += g
+            sumGX += g * xhat
+            if gammaGradient != nil { gammaSums[c] += Double(dy[c]) * xhat }
+            if betaGradient != nil { betaSums[c] += Double(dy[c]) }
+        }
+        guard let dx = inputGradient.map({ $0 + r * channels }) else { continue }
+        let meanG = sumG / Double(channels), meanGX = sumGX / Double(channels)
+        for c in 0..<channels {
+            let g = Double(dy[c]) * Double(gamma?[c] ?? 1)
+            dx[c] += Float(Double(inverse) * (g - meanG - normalized[c] * meanGX))
+        }
+    }
+    if let gammaGradient { for c in 0..<channels { gammaGradient[c] += Float(gammaSums[c]) } }
+    if let betaGradient { for c in 0..<channels { betaGradient[c] += Float(betaSums[c]) } }
 }
 
 /// Max pooling; padding cells are -infinity (never chosen), as in TensorFlow.
 public func maxPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
                            geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {
@@ -198,6 +265,7 @@ public func maxPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePoi
 public func maxPoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
                             input: UnsafePointer<Float>, output: UnsafePointer<Float>, batch: Int,
                             geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
         let imageGradient = inputGradient + n * g.inputHeight * g.inputWidth * channels
@@ -231,6 +299,7 @@ public func maxPoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGr
 /// (TensorFlow's behaviour).
 public func averagePoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, batch: Int,
                                geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let image = input + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {
@@ -253,6 +322,7 @@ public func averagePoolForward(output: UnsafeMutablePointer<Float>, input: Unsaf
 
 public func averagePoolBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
                                 batch: Int, geometry g: WindowGeometry, channels: Int) {
+    precondition(g.isUndilated, "pooling has no dilation")
     for n in 0..<batch {
         let imageGradient = inputGradient + n * g.inputHeight * g.inputWidth * channels
         for oh in 0..<g.outputHeight {

@@ -199,17 +199,22 @@ func paddedImageFloats(_ g: WindowGeometry, channels: Int) -> Int {
     ((g.outputHeight - 1) * g.strideHeight + g.kernelHeight) * ((g.outputWidth - 1) * g.strideWidth + g.kernelWidth) * channels
 }
 
-/// Whether the narrow convolution kernels run a Conv2D with these channels: the forward and the
-/// kernel gradient for 16/32/48/64 output channels, the input gradient (a convolution of the
-/// output gradient, so its width is the input channels) for 16/32/48/64 input channels at stride 1.
+/// Whether the narrow convolution kernels run an ungrouped, undilated Conv2D with these
+/// channels: the forward and the kernel gradient for 16/32/48/64 output channels, the input
+/// gradient (a convolution of the output gradient, so its width is the input channels) for
+/// 16/32/48/64 input channels at stride 1. Grouped and dilated convolutions run im2col + GEMM.
 public struct NarrowConvolution {
     public let forward: Bool, kernelGradient: Bool, inputGradient: Bool
 
-    public init(_ g: WindowGeometry, inputChannels: Int, outputChannels: Int) {
-        forward = narrowGemmTakes(n: outputChannels) && narrowEnabled
+    public init(_ g: WindowGeometry, inputChannels: Int, outputChannels: Int, groups: Int = 1) {
+        let plain = groups == 1 && g.dilationHeight == 1 && g.dilationWidth == 1 && narrowEnabled
+        forward = plain && narrowGemmTakes(n: outputChannels)
         kernelGradient = forward
-        inputGradient = g.strideHeight == 1 && g.strideWidth == 1 && narrowGemmTakes(n: inputChannels) && narrowEnabled
+        inputGradient = plain && g.strideHeight == 1 && g.strideWidth == 1 && narrowGemmTakes(n: inputChannels)
     }
+
+    /// Whether any of the three runs narrow.
+    var any: Bool { forward || kernelGradient || inputGradient }
 
     /// The input gradient's geometry: the output gradient convolved with the flipped kernel,
     /// padded by what the forward's windows did not reach.

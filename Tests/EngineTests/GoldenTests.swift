@@ -27,7 +27,7 @@ struct Golden {
     /// Probabilities must match TensorFlow's float64 result to 1e-5 absolute. For MobileNet the
     /// float32 rounding of 28 layers alone moves them by up to 7e-5 (TensorFlow's own float32
     /// lands 6.9e-5 away, fixtures/golden/README.md), so its bound is TensorFlow's float32 error.
-    @Test(arguments: [("seqcnn", 1e-5), ("rescnn", 1e-5), ("mobilenet", 1e-4), ("activations", 1e-5), ("merging", 1e-5), ("nested", 1e-5), ("normalization", 1e-5), ("reshaping", 1e-5)])
+    @Test(arguments: [("seqcnn", 1e-5), ("rescnn", 1e-5), ("mobilenet", 1e-4), ("activations", 1e-5), ("merging", 1e-5), ("nested", 1e-5), ("normalization", 1e-5), ("reshaping", 1e-5), ("resizing", 1e-5), ("convolutions", 1e-5), ("sequences", 1e-5)])
     func probabilitiesMatchTensorFlow(model: String, tolerance: Double) throws {
         let golden = try Golden(model)
         let network = try Network(model: try Model(checkpoint: Checkpoint.open(fixtures.appendingPathComponent("\(model)_k2.h5").path)),
@@ -44,7 +44,8 @@ struct Golden {
     /// is what TensorFlow's own float32 reaches on these models (worst tensor 1.2e-4 on MobileNet,
     /// 7.6e-5 on rescnn: fixtures/golden/README.md), with a margin for summation order; gmtool's
     /// worst is printed.
-    @Test(arguments: ["seqcnn", "rescnn", "mobilenet", "activations", "merging", "nested", "normalization", "reshaping"])
+    @Test(arguments: ["seqcnn", "rescnn", "mobilenet", "activations", "merging", "nested", "normalization", "reshaping", "resizing",
+                      "convolutions", "sequences"])
     func gradientsMatchFloat64TensorFlow(model: String) throws {
         let golden = try Golden(model)
         let checkpoint = try Checkpoint.open(fixtures.appendingPathComponent("\(model)_k2.h5").path)
@@ -78,7 +79,7 @@ struct Golden {
     /// The layer-family models saved by Keras 3 (their own weights; for `activations`, Keras 3's
     /// hard_sigmoid, relu6(x + 3) / 6, and hard_silu; for `merging`, Keras 3's augmentation,
     /// Rescaling and merge layers): probabilities within 1e-5 of Keras 3's float64 result.
-    @Test(arguments: ["activations", "merging", "nested", "normalization", "reshaping"])
+    @Test(arguments: ["activations", "merging", "nested", "normalization", "reshaping", "resizing", "convolutions", "sequences"])
     func keras3ModelsMatchFloat64(model: String) throws {
         let file = try HDF5File.open(fixtures.appendingPathComponent("golden/\(model)_k3_golden.h5").path)
         let images = try file.root.dataset("images").read(as: UInt8.self).map { Float($0) / 255 }

@@ -62,7 +62,24 @@ import Testing
                                                          WeightSpec(role: .pointwiseKernel, shape: [1, 1, nil, 4]),
                                                          WeightSpec(role: .bias, shape: [4])])
         #expect(registry.weightSpecs(for: try layer("ReLU", #"{"name": "r"}"#)) == [])
-        for unknown in ["Conv1D", "Conv3D", "Conv2DTranspose", "LocallyConnected2D", "Lambda"] {
+        // PReLU's alpha: a spec of no fixed rank (Keras 2's config records only shared_axes),
+        // trainable and never pruned.
+        #expect(registry.weightSpecs(for: try layer("PReLU", #"{"name": "p", "shared_axes": [1, 2]}"#)) == [WeightSpec(role: .alpha, shape: nil)])
+        #expect(registry.prunableRoles(className: "PReLU").isEmpty && WeightRole.alpha.isTrainable)
+        // LayerNormalization: gamma then beta, each dropped by scale=False / center=False.
+        #expect(registry.weightSpecs(for: try layer("LayerNormalization", #"{"name": "n"}"#)) == [WeightSpec(role: .gamma, shape: [nil]),
+                                                                                                   WeightSpec(role: .beta, shape: [nil])])
+        #expect(registry.weightSpecs(for: try layer("LayerNormalization", #"{"name": "n", "scale": false}"#)) == [WeightSpec(role: .beta, shape: [nil])])
+        #expect(registry.weightSpecs(for: try layer("LayerNormalization", #"{"name": "n", "center": false}"#)) == [WeightSpec(role: .gamma, shape: [nil])])
+        #expect(registry.weightSpecs(for: try layer("Resizing", #"{"name": "z", "height": 8, "width": 8}"#)) == [])
+        // Conv1D's kernel is 3-D (k, in / groups, out); Conv2DTranspose's is (kh, kw, filters, in).
+        let conv1D = try layer("Conv1D", #"{"name": "c", "filters": 8, "kernel_size": [3], "groups": 2}"#)
+        #expect(registry.weightSpecs(for: conv1D) == [WeightSpec(role: .kernel, shape: [3, nil, 8]), WeightSpec(role: .bias, shape: [8])])
+        #expect(registry.prunableRoles(className: "Conv1D") == [.kernel])
+        let transposed = try layer("Conv2DTranspose", #"{"name": "t", "filters": 6, "kernel_size": [2, 3], "use_bias": false}"#)
+        #expect(registry.weightSpecs(for: transposed) == [WeightSpec(role: .kernel, shape: [2, 3, 6, nil])])
+        #expect(registry.prunableRoles(className: "Conv2DTranspose") == [.kernel])
+        for unknown in ["Conv3D", "Conv1DTranspose", "LocallyConnected2D", "Lambda"] {
             #expect(registry.weightSpecs(for: try layer(unknown, #"{"name": "u", "filters": 4, "kernel_size": [3]}"#)) == nil, "\(unknown)")
             #expect(registry.prunableRoles(className: unknown).isEmpty)
         }

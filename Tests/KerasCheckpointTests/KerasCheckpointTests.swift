@@ -248,3 +248,29 @@ func zeroSmallKernels(_ checkpoint: Checkpoint) throws -> CheckpointEdits {
     }
     return edits
 }
+
+/// Keras 2's TFOpLambda calls as tf_keras 2.21 writes them (`to_json()` of `t + 3.0`,
+/// `1.0 - t`, `t * t`): the tensors read become the inbound node, the first argument and `y`
+/// the call arguments, a constant first argument (`_CONSTANT_VALUE`) a number in its place.
+@Suite struct TFOpLambdaParsingTests {
+    @Test func argumentsAndInputs() throws {
+        let json = #"""
+        {"class_name": "Functional", "config": {"name": "m", "layers": [
+          {"class_name": "InputLayer", "config": {"batch_input_shape": [null, 4, 4, 3], "name": "input_1"}, "name": "input_1", "inbound_nodes": []},
+          {"module": "tf_keras.src.layers.core.tf_op_layer", "class_name": "TFOpLambda", "config": {"name": "tf.__operators__.add", "function": "__operators__.add"}, "name": "tf.__operators__.add", "inbound_nodes": [["input_1", 0, 0, {"y": 3.0, "name": null}]]},
+          {"module": "tf_keras.src.layers.core.tf_op_layer", "class_name": "TFOpLambda", "config": {"name": "tf.math.subtract", "function": "math.subtract"}, "name": "tf.math.subtract", "inbound_nodes": [["_CONSTANT_VALUE", -1, 1.0, {"y": ["tf.__operators__.add", 0, 0], "name": null}]]},
+          {"module": "tf_keras.src.layers.core.tf_op_layer", "class_name": "TFOpLambda", "config": {"name": "tf.math.multiply", "function": "math.multiply"}, "name": "tf.math.multiply", "inbound_nodes": [["tf.math.subtract", 0, 0, {"y": ["input_1", 0, 0], "name": null}]]}],
+          "input_layers": [["input_1", 0, 0]], "output_layers": [["tf.math.multiply", 0, 0]]}}
+        """#
+        let layers = try ModelConfig(json: json, source: "test").layers
+        let (add, subtract, multiply) = (layers[1], layers[2], layers[3])
+        #expect(layers.dropFirst().allSatisfy(\.isOperation) && !layers[0].isOperation)
+        #expect(add.inboundNodes == [[TensorReference(layer: "input_1", node: 0, tensor: 0)]])
+        #expect(add.callArguments == [.array([.string("input_1"), .number(0), .number(0)]), .number(3)])
+        #expect(subtract.inboundNodes == [[TensorReference(layer: "tf.__operators__.add", node: 0, tensor: 0)]])
+        #expect(subtract.callArguments == [.number(1), .array([.string("tf.__operators__.add"), .number(0), .number(0)])])
+        #expect(multiply.inboundNodes == [[TensorReference(layer: "tf.math.subtract", node: 0, tensor: 0),
+                                           TensorReference(layer: "input_1", node: 0, tensor: 0)]])
+        #expect(multiply.callArguments.allSatisfy { $0.double == nil })
+    }
+}

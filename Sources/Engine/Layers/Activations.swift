@@ -1,7 +1,8 @@
 import KerasCheckpoint
+import ModelState
 import NeuralKernels
 
-/// The activation layers (ReLU, LeakyReLU, ELU, ThresholdedReLU, Activation, Softmax) and the
+/// The activation layers (ReLU, LeakyReLU, ELU, ThresholdedReLU, PReLU, Activation, Softmax) and the
 /// activation names of `activation=` on other layers (`withActivation`, a node of its own after
 /// the layer's). `ActivationOperation` runs the kernels of `NeuralKernels/Activations.swift`.
 enum Activations: LayerFamily {
@@ -26,6 +27,10 @@ enum Activations: LayerFamily {
         "Activation": LayerDefinition { builder, layer, inputs in
             builder.addActivation(layer, try builder.activationKind(try builder.activationName(layer), layer: layer), input: inputs[0])
         },
+        // alpha has the input's shape less the batch axis, 1 on `shared_axes`; Keras 2's config
+        // does not record the input's rank, so the spec leaves it open and the build checks it.
+        "PReLU": LayerDefinition(weights: { _ in [WeightSpec(role: .alpha, shape: nil)] },
+                                 build: { builder, layer, inputs in try builder.addPReLU(layer, input: inputs[0]) }),
         "Softmax": LayerDefinition { builder, layer, inputs in
             let shape = builder.nodes[inputs[0]].shape
             if let axis = layer.config["axis"]?.ints, axis != [-1], axis != [shape.count] {
@@ -42,6 +47,24 @@ extension GraphBuilder {
         let shape = nodes[input].shape
         return append(node(layer, ActivationOperation(kind: kind, count: shape.reduce(1, *), lastAxis: shape.last ?? 1), shape,
                            inputs: [input]))
+    }
+
+    /// PReLU: one alpha per input element, shared (one value) along `shared_axes` (counted from 1,
+    /// the batch axis 0, as Keras).
+    mutating func addPReLU(_ layer: LayerConfig, input: Int) throws -> Int {
+        let shape = nodes[input].shape
+        let raw = layer.config["shared_axes"]
+        let shared: [Int]
+        if raw == nil || raw == .null { shared = [] }
+        else if let axis = raw?.int { shared = [axis] }
+        else if let axes = raw?.ints { shared = axes }
+        else { throw error(layer, "shared_axes has an unexpected form") }
+        guard shared.allSatisfy({ (1...shape.count).contains($0) }) else {
+            throw error(layer, "shared_axes \(shared) are not axes 1...\(shape.count) of its input of shape \(shape)")
+        }
+        let alphaShape = shape.indices.map { shared.contains($0 + 1) ? 1 : shape[$0] }
+        let alpha = try parameter(layer, .alpha, shape: alphaShape)!
+        return append(node(layer, PReLUOperation(alpha: alpha, shape: shape, alphaShape: alphaShape), shape, inputs: [input]))
     }
 
     /// Keras' activation names (`activation=` and the Activation layer), as Keras 2 and 3 define
@@ -94,5 +117,33 @@ extension GraphBuilder {
         return append(Node(name: "\(layer.name)/activation", layerName: layer.name, className: "Activation",
                            operation: ActivationOperation(kind: kind, count: node.count, lastAxis: node.shape.last ?? 1),
                            inputs: [index], shape: node.shape))
+    }
+}
+
+/// Keras' PReLU (`preluForward`): x where x > 0, alpha * x elsewhere, alpha broadcast over the
+/// shared axes; its backward gives alpha's gradient summed over the batch and those axes.
+final class PReLUOperation: Operation {
+    let alpha: Parameter
+    let count: Int
+    let rowOffsets: [Int], columns: Int, columnStride: Int
+
+    init(alpha: Parameter, shape: [Int], alphaShape: [Int]) {
+        self.alpha = alpha
+        count = shape.reduce(1, *)
+        (rowOffsets, columnStride) = preluAlphaLayout(shape: shape, alphaShape: alphaShape)
+        columns = shape.last ?? 1
+    }
+
+    var parameters: [Parameter] { [alpha] }
+
+    func forward(_ c: PassContext) {
+        preluForward(output: c.output, input: c.inputs[0], alpha: alpha.pointer, batch: c.batch, rowOffsets: rowOffsets,
+                     columns: columns, columnStride: columnStride)
+    }
+
+    func backward(_ c: PassContext) {
+        preluBackward(inputGradient: c.inputGradients[0], alphaGradient: c.workspace.gradient(alpha), outputGradient: c.outputGradient,
+                      input: c.inputs[0], alpha: alpha.pointer, alphaCount: alpha.weight.elementCount, batch: c.batch,
+                      rowOffsets: rowOffsets, columns: columns, columnStride: columnStride)
     }
 }

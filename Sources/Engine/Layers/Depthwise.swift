@@ -3,7 +3,7 @@ import NeuralKernels
 
 /// DepthwiseConv2D and SeparableConv2D (`DepthwiseOperation`, kernels in
 /// `NeuralKernels/Depthwise.swift`). SeparableConv2D becomes a depthwise node and a pointwise
-/// 1x1 convolution node. Keras 3 stores the depthwise kernel as `kernel`; its position here makes
+/// 1x1 convolution node; `dilation_rate` spaces the depthwise taps. Keras 3 stores the depthwise kernel as `kernel`; its position here makes
 /// it a `depthwise_kernel`.
 enum Depthwise: LayerFamily {
     static let layers: [String: LayerDefinition] = [
@@ -34,7 +34,8 @@ extension GraphBuilder {
         let input = try image(layer, nodes[inputNode].shape)
         let multiplier = layer.config["depth_multiplier"]?.int ?? 1
         let kernelSize = try ints(layer, "kernel_size")
-        let g = try window(layer, input, kernel: kernelSize, strides: try ints(layer, "strides", default: [1, 1]))
+        let g = try window(layer, input, kernel: kernelSize, strides: try ints(layer, "strides", default: [1, 1]),
+                           dilation: try ints(layer, "dilation_rate", default: [1, 1]))
         let kernel = try parameter(layer, .depthwiseKernel, shape: [kernelSize[0], kernelSize[1], input.c, multiplier])!
         let bias = LayerSpecs.usesBias(layer) ? try parameter(layer, .bias, shape: [input.c * multiplier]) : nil
         let op = DepthwiseOperation(kernel: kernel, bias: bias, geometry: g, channels: input.c, multiplier: multiplier)
@@ -46,7 +47,8 @@ extension GraphBuilder {
         let multiplier = layer.config["depth_multiplier"]?.int ?? 1
         guard let filters = layer.config["filters"]?.int else { throw error(layer, "config has no filters") }
         let kernelSize = try ints(layer, "kernel_size")
-        let g = try window(layer, input, kernel: kernelSize, strides: try ints(layer, "strides", default: [1, 1]))
+        let g = try window(layer, input, kernel: kernelSize, strides: try ints(layer, "strides", default: [1, 1]),
+                           dilation: try ints(layer, "dilation_rate", default: [1, 1]))
         let depthwiseKernel = try parameter(layer, .depthwiseKernel, shape: [kernelSize[0], kernelSize[1], input.c, multiplier])!
         let pointwiseKernel = try parameter(layer, .pointwiseKernel, shape: [1, 1, input.c * multiplier, filters])!
         let bias = LayerSpecs.usesBias(layer) ? try parameter(layer, .bias, shape: [filters]) : nil

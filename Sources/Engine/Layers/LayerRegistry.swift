@@ -89,4 +89,11 @@ enum LayerSpecs {
         guard let size = layer.config["kernel_size"]?.ints else { return [nil, nil] }
         return (size.count == 1 ? [size[0], size[0]] : size).map { Optional($0) }
     }
+
+    /// A 1-D window's `kernel_size` as the spec's leading dimension (Conv1D's kernel is
+    /// (k, in, out)).
+    static func kernelSize1D(_ layer: LayerConfig) -> [Int?] {
+        guard let size = layer.config["kernel_size"]?.ints, size.count == 1 else { return [nil] }
+        return [size[0]]
+    }
 }

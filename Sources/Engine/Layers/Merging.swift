@@ -2,9 +2,10 @@ import KerasCheckpoint
 
 // The merging family: Add, Subtract, Multiply, Average, Maximum, Minimum (elementwise, with
 // TensorFlow's broadcasting of size-1 axes, as squeeze-and-excite blocks multiply an (h, w, c)
-// tensor by a (1, 1, c) one) and Concatenate (last axis); also Keras 3's `keras.ops` arithmetic
-// on a tensor and a number recorded in a Functional config (`addOperation`, which `GraphBuilder`
-// calls for any layer that `LayerConfig.isOperation`). Graph building and operations.
+// tensor by a (1, 1, c) one) and Concatenate (last axis); also the arithmetic on a tensor and a
+// number recorded in a Functional config, Keras 3's `keras.ops` and Keras 2's TFOpLambda
+// (`addOperation`, which `GraphBuilder` calls for any layer that `LayerConfig.isOperation`).
+// Graph building and operations.
 
 enum Merging: LayerFamily {
     static let kinds: [String: MergeOperation.Kind] = [
@@ -40,17 +41,33 @@ extension GraphBuilder {
                            inputs: inputs, shape: output))
     }
 
-    /// A Keras 3 operation on one tensor and one number (`x + 3.0`, `x * (1 / 6)`, as
-    /// MobileNetV3's hard sigmoid is written), which Keras 3 records in the model config.
+    /// Keras 2's TFOpLambda functions that are arithmetic, by the operation names of Keras 3.
+    static let tensorFlowArithmetic = ["__operators__.add": "Add", "math.add": "Add", "math.multiply": "Multiply",
+                                       "math.subtract": "Subtract", "math.truediv": "TrueDivide", "math.divide": "Divide"]
+
+    /// An operation on one tensor and one number (`x + 3.0`, `x * (1 / 6)`, as MobileNetV3's hard
+    /// sigmoid is written) recorded in the model config: by Keras 3 as a keras.ops operation, by
+    /// Keras 2 as a TFOpLambda (`tf.__operators__.add`, `tf.math.multiply`, ...). Any other
+    /// TensorFlow function is refused.
     mutating func addOperation(_ layer: LayerConfig, inputs: [Int]) throws -> Int {
-        let name = "keras.ops.\(layer.className.lowercased())"
+        let name: String, operation: String
+        if layer.className == "TFOpLambda" {
+            let function = layer.config["function"]?.string ?? "?"
+            name = "tf.\(function)"
+            guard let arithmetic = Self.tensorFlowArithmetic[function] else {
+                throw error(layer, "is the TensorFlow function \(name) recorded from Python code, which gmtool cannot run (it runs add, subtract, multiply and divide of a tensor and a number); rebuild the model with built-in Keras layers (Keras 3 saves such models with them)")
+            }
+            operation = arithmetic
+        } else {
+            (name, operation) = ("keras.ops.\(layer.className.lowercased())", layer.className)
+        }
         let constants = layer.callArguments.enumerated().compactMap { index, value in value.double.map { (index, Float($0)) } }
         guard inputs.count == 1, constants.count == 1, layer.callArguments.count == 2 else {
             throw error(layer, "is the operation \(name) on \(inputs.count) tensors and \(constants.count) numbers; gmtool runs operations on one tensor and one number only")
         }
         let (position, constant) = constants[0]
         let kind: ScalarOperation.Kind
-        switch (layer.className, position) {
+        switch (operation, position) {
         case ("Add", _): kind = .add
         case ("Multiply", _): kind = .multiply
         case ("Subtract", 1): kind = .subtract

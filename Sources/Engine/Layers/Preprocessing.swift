@@ -1,10 +1,13 @@
 import KerasCheckpoint
 import ModelState
+import NeuralKernels
 
-// The preprocessing and augmentation family: Rescaling (x * scale + offset), Normalization, the random
+// The preprocessing and augmentation family: Rescaling (x * scale + offset), Normalization,
+// Resizing and CenterCrop (tf.image.resize's bilinear and nearest, and their adjoints), the random
 // augmentation layers and the noise/regularization layers, which Keras applies only in
 // training and which are the identity at inference (eval, grad, prune), Dropout, and the layers
-// that cannot run (Lambda, TFOpLambda, SlicingOpLambda), refused with the reason.
+// that cannot run (Lambda, SlicingOpLambda), refused with the reason (Keras 2's TFOpLambda
+// arithmetic runs, `addOperation` in Merging.swift).
 
 enum Preprocessing: LayerFamily {
     /// Layers that are the identity at inference and do something else in training, with what
@@ -27,6 +30,8 @@ enum Preprocessing: LayerFamily {
     }.merging([
         "RandomCrop": LayerDefinition { builder, layer, inputs in try builder.addRandomCrop(layer, input: inputs[0]) },
         "Rescaling": LayerDefinition { builder, layer, inputs in try builder.addRescaling(layer, input: inputs[0]) },
+        "Resizing": LayerDefinition { builder, layer, inputs in try builder.addResizing(layer, input: inputs[0]) },
+        "CenterCrop": LayerDefinition { builder, layer, inputs in try builder.addCenterCrop(layer, input: inputs[0]) },
         "Normalization": LayerDefinition(
             weights: { layer in
                 // Statistics given in the config are constants, not weights.
@@ -46,7 +51,6 @@ enum Preprocessing: LayerFamily {
     /// Layers that cannot run outside Python, with the reason.
     static let refused: [String: String] = [
         "Lambda": "runs Python code saved with the model, which gmtool cannot run; rebuild the model with built-in Keras layers",
-        "TFOpLambda": "is a TensorFlow operation recorded from Python code (Keras 2 writes `x + 3` or `tf.nn.relu(x)` on a tensor this way), which gmtool cannot run; rebuild the model with built-in Keras layers (Keras 3 saves such models with them)",
         "SlicingOpLambda": "is tensor slicing recorded from Python code, which gmtool cannot run; rebuild the model with built-in Keras layers",
     ]
 }
@@ -68,6 +72,56 @@ extension GraphBuilder {
         }
         trainingOnlyLayers.append("\(layer.name) (RandomCrop) is a random augmentation that Keras applies only in training")
         return addIdentity(layer, input: input)
+    }
+
+    /// Resizing's or CenterCrop's target size, (height, width), both positive.
+    func targetSize(_ layer: LayerConfig) throws -> (height: Int, width: Int) {
+        guard let height = layer.config["height"]?.int, let width = layer.config["width"]?.int else {
+            throw error(layer, "config has no integer height and width")
+        }
+        guard height > 0, width > 0 else { throw error(layer, "target size \(height)x\(width) is not positive") }
+        return (height, width)
+    }
+
+    /// Keras' Resizing: tf.image.resize to (height, width), bilinear or nearest (half-pixel
+    /// centres, no antialiasing), after Keras' crop to the target's aspect ratio with
+    /// crop_to_aspect_ratio.
+    mutating func addResizing(_ layer: LayerConfig, input inputNode: Int) throws -> Int {
+        let input = try image(layer, nodes[inputNode].shape)
+        let target = try targetSize(layer)
+        let interpolation = layer.config["interpolation"]?.string ?? "bilinear"
+        guard interpolation == "bilinear" || interpolation == "nearest" else {
+            throw error(layer, "interpolation \"\(interpolation)\" is not supported (\"bilinear\" and \"nearest\")")
+        }
+        if layer.config["antialias"]?.bool == true { throw error(layer, "antialias=True is not supported") }
+        if layer.config["pad_to_aspect_ratio"]?.bool == true { throw error(layer, "pad_to_aspect_ratio=True is not supported") }
+        let geometry = ResizeGeometry(height: input.h, width: input.w, channels: input.c, outHeight: target.height,
+                                      outWidth: target.width, cropToAspectRatio: layer.config["crop_to_aspect_ratio"]?.bool ?? false)
+        return addResize(layer, geometry, nearest: interpolation == "nearest", input: inputNode)
+    }
+
+    /// Keras' CenterCrop: the centred (height, width) window (its corner at half the difference,
+    /// rounded down); where the target is larger than the input on either axis, Keras'
+    /// `smart_resize` instead (the crop to the target's aspect ratio, then bilinear resizing), as
+    /// tf_keras and Keras 3 both do.
+    mutating func addCenterCrop(_ layer: LayerConfig, input inputNode: Int) throws -> Int {
+        let input = try image(layer, nodes[inputNode].shape)
+        let target = try targetSize(layer)
+        guard target.height <= input.h, target.width <= input.w else {
+            let geometry = ResizeGeometry(height: input.h, width: input.w, channels: input.c, outHeight: target.height,
+                                          outWidth: target.width, cropToAspectRatio: true)
+            return addResize(layer, geometry, nearest: false, input: inputNode)
+        }
+        let op = CropOperation(height: input.h, width: input.w, channels: input.c, top: (input.h - target.height) / 2,
+                               left: (input.w - target.width) / 2, outputHeight: target.height, outputWidth: target.width)
+        return append(node(layer, op, [target.height, target.width, input.c], inputs: [inputNode]))
+    }
+
+    private mutating func addResize(_ layer: LayerConfig, _ geometry: ResizeGeometry, nearest: Bool, input: Int) -> Int {
+        let operation: Operation = nearest
+            ? GatherOperation(sources: resizeNearestSources(geometry), inputCount: geometry.height * geometry.width * geometry.channels)
+            : ResizeBilinearOperation(geometry: geometry)
+        return append(node(layer, operation, [geometry.outHeight, geometry.outWidth, geometry.channels], inputs: [input]))
     }
 
     mutating func addRescaling(_ layer: LayerConfig, input: Int) throws -> Int {
@@ -192,5 +246,17 @@ final class RescalingOperation: Operation {
     func backward(_ c: PassContext) {
         guard let dx = c.inputGradients[0] else { return }
         for i in 0..<(c.batch * count) { dx[i] += c.outputGradient[i] * scale[scale.count == 1 ? 0 : i % channels] }
+    }
+}
+
+/// tf.image.resize(..., "bilinear") of each image's window (`resizeBilinearForward`); the
+/// backward is its adjoint (`resizeBilinearBackward`, TensorFlow's ResizeBilinearGrad).
+final class ResizeBilinearOperation: Operation {
+    let geometry: ResizeGeometry
+    init(geometry: ResizeGeometry) { self.geometry = geometry }
+    func forward(_ c: PassContext) { resizeBilinearForward(output: c.output, input: c.inputs[0], batch: c.batch, geometry) }
+    func backward(_ c: PassContext) {
+        guard let dx = c.inputGradients[0] else { return }
+        resizeBilinearBackward(inputGradient: dx, outputGradient: c.outputGradient, batch: c.batch, geometry)
     }
 }

@@ -1,4 +1,5 @@
 import KerasCheckpoint
+import NeuralKernels
 
 /// The layers that move values without arithmetic: InputLayer, Flatten and Reshape (a copy with
 /// a new shape; NHWC is row-major, as Keras' reshape), ZeroPadding2D and Cropping2D (one reading
@@ -77,7 +78,7 @@ extension GraphBuilder {
             throw error(layer, "dims \(dims) is not a permutation of 1...\(shape.count) for input shape \(shape)")
         }
         let order = dims.map { $0 - 1 }
-        let op = PermuteOperation(shape: shape, order: order)
+        let op = GatherOperation(sources: permutationSources(shape: shape, order: order), inputCount: shape.reduce(1, *))
         return append(node(layer, op, order.map { shape[$0] }, inputs: [inputNode]))
     }
 
