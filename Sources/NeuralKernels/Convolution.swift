@@ -244,7 +244,7 @@ public func conv2dBackward(
     let narrow = NarrowConvolution(g, inputChannels: inputChannels, outputChannels: outputChannels, groups: groups)
     if narrow.kernelGradient {
         narrowConvolutionKernelGradient(kernelGradient: kernelGradient, outputGradient: outputGradient, input: input,
-                                        scratch: scratch, batch: batch, geometry: g, inputChannels: inputChannels,
+                                        batch: batch, geometry: g, inputChannels: inputChannels,
                                         outputChannels: outputChannels)
     }
     if let inputGradient, narrow.inputGradient {

@@ -102,10 +102,12 @@ struct Lanes4: NarrowRow {
 /// C (rows x n) = A * B (+ C), where row i of A is `segments` runs of `segmentLength` entries,
 /// run s starting at a + i * lda + s * segmentStride, its entries `step` floats apart (one
 /// contiguous run of k for a matrix; for a convolution read in place, a window's rows in the
-/// image), and B is k x n with k = segments * segmentLength.
+/// image), and B is k x n with k = segments * segmentLength, its rows for run s starting
+/// `bSegmentStride` floats after run s - 1's (segmentLength * ldb unless said otherwise).
 struct NarrowProduct {
     var segments = 1, segmentLength: Int, segmentStride = 0, step = 1
     let a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int
+    var bSegmentStride: Int? = nil
     let accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int
 
     /// Register tiles of 8 rows for 16/32 columns (8 or 16 accumulators), 4 rows for 48/64 (12 or
@@ -121,11 +123,13 @@ struct NarrowProduct {
         while i < m { tile1(R.self, i); i += 1 }
     }
 
+    private var bStride: Int { bSegmentStride ?? segmentLength * ldb }
+
     @inline(__always)
     func tile8<R: NarrowRow>(_: R.Type, _ i: Int) {
         var (c0, c1, c2, c3, c4, c5, c6, c7) = (R(), R(), R(), R(), R(), R(), R(), R())
         for s in 0..<segments {
-            let r = a + i * lda + s * segmentStride, w0 = b + s * segmentLength * ldb
+            let r = a + i * lda + s * segmentStride, w0 = b + s * bStride
             for j in 0..<segmentLength {
                 let w = R(loading: w0 + j * ldb), x = r + j * step
                 c0.add(x[0], w); c1.add(x[lda], w); c2.add(x[2 * lda], w); c3.add(x[3 * lda], w)
@@ -143,7 +147,7 @@ struct NarrowProduct {
     func tile4<R: NarrowRow>(_: R.Type, _ i: Int) {
         var (c0, c1, c2, c3) = (R(), R(), R(), R())
         for s in 0..<segments {
-            let r = a + i * lda + s * segmentStride, w0 = b + s * segmentLength * ldb
+            let r = a + i * lda + s * segmentStride, w0 = b + s * bStride
             for j in 0..<segmentLength {
                 let w = R(loading: w0 + j * ldb), x = r + j * step
                 c0.add(x[0], w); c1.add(x[lda], w); c2.add(x[2 * lda], w); c3.add(x[3 * lda], w)
@@ -158,7 +162,7 @@ struct NarrowProduct {
     func tile1<R: NarrowRow>(_: R.Type, _ i: Int) {
         var c0 = R()
         for s in 0..<segments {
-            let r = a + i * lda + s * segmentStride, w0 = b + s * segmentLength * ldb
+            let r = a + i * lda + s * segmentStride, w0 = b + s * bStride
             for j in 0..<segmentLength { c0.add(r[j * step], R(loading: w0 + j * ldb)) }
         }
         c0.store(to: c + i * ldc, accumulate: accumulate)
@@ -207,7 +211,7 @@ public struct NarrowConvolution {
     public let forward: Bool, kernelGradient: Bool, inputGradient: Bool
 
     public init(_ g: WindowGeometry, inputChannels: Int, outputChannels: Int, groups: Int = 1) {
-        let plain = groups == 1 && g.dilationHeight == 1 && g.dilationWidth == 1 && narrowEnabled
+        let plain = groups == 1 && g.dilationHeight == 1 && g.dilationWidth == 1
         forward = plain && narrowGemmTakes(n: outputChannels)
         kernelGradient = forward
         inputGradient = plain && g.strideHeight == 1 && g.strideWidth == 1 && narrowGemmTakes(n: inputChannels)
@@ -259,24 +263,36 @@ public func narrowConvolutionForward(
 }
 
 /// Adds the kernel gradient of a convolution with 16/32/48/64 output channels into
-/// `kernelGradient`, image by image without im2col: for each window position (i, j) the
-/// (input channels x output channels) block is the sum over the image's output pixels of the
-/// input under that tap times the pixel's output gradient, added in pixel order, then added to
-/// the gradient (images in order).
+/// `kernelGradient`, image by image without im2col or a padded copy: for each window tap (i, j)
+/// the (input channels x output channels) block is the sum over the output pixels whose tap lies
+/// inside the image (a rectangle of them; the others would add zeros) of the input under the tap
+/// times the pixel's output gradient, added in pixel order, then added to the gradient (images
+/// in order).
 public func narrowConvolutionKernelGradient(
     kernelGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
-    scratch: UnsafeMutablePointer<Float>?, batch: Int, geometry g: WindowGeometry, inputChannels ch: Int, outputChannels n: Int
+    batch: Int, geometry g: WindowGeometry, inputChannels ch: Int, outputChannels n: Int
 ) {
     let pixels = g.outputHeight * g.outputWidth
-    for image in 0..<batch {
-        let (view, rowStride) = windowView(input + image * g.inputHeight * g.inputWidth * ch, g, channels: ch,
-                                           scratch: scratch, clear: image == 0)
-        for i in 0..<g.kernelHeight {
-            for j in 0..<g.kernelWidth {
+    /// The outputs o in 0..<count with 0 <= o * stride - pad + tap < size.
+    func inside(_ tap: Int, _ pad: Int, _ stride: Int, _ size: Int, _ count: Int) -> Range<Int> {
+        // Both bounds with non-negative numerators, so integer division is the floor.
+        let low = pad > tap ? (pad - tap + stride - 1) / stride : 0
+        let last = size - 1 + pad - tap
+        let high = last < 0 ? 0 : min(count, last / stride + 1)
+        return low..<max(low, high)
+    }
+    for i in 0..<g.kernelHeight {
+        let rows = inside(i, g.padTop, g.strideHeight, g.inputHeight, g.outputHeight)
+        for j in 0..<g.kernelWidth {
+            let columns = inside(j, g.padLeft, g.strideWidth, g.inputWidth, g.outputWidth)
+            guard !rows.isEmpty && !columns.isEmpty else { continue }
+            let firstY = rows.lowerBound * g.strideHeight - g.padTop + i, firstX = columns.lowerBound * g.strideWidth - g.padLeft + j
+            for image in 0..<batch {
                 NarrowProduct(
-                    segments: g.outputHeight, segmentLength: g.outputWidth, segmentStride: g.strideHeight * rowStride,
-                    step: g.strideWidth * ch, a: view + i * rowStride + j * ch, lda: 1,
-                    b: outputGradient + image * pixels * n, ldb: n, accumulate: true,
+                    segments: rows.count, segmentLength: columns.count, segmentStride: g.strideHeight * g.inputWidth * ch,
+                    step: g.strideWidth * ch, a: input + ((image * g.inputHeight + firstY) * g.inputWidth + firstX) * ch, lda: 1,
+                    b: outputGradient + (image * pixels + rows.lowerBound * g.outputWidth + columns.lowerBound) * n, ldb: n,
+                    bSegmentStride: g.outputWidth * n, accumulate: true,
                     c: kernelGradient + (i * g.kernelWidth + j) * ch * n, ldc: n
                 ).run(n: n, m: ch)
             }

@@ -86,3 +86,52 @@ private func sequentialProduct(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: 
         #expect(output.map(\.bitPattern) == expected.map(\.bitPattern))
     }
 }
+
+@Suite struct NarrowConvolutionGradientTests {
+    /// The kernel gradient (read in place over each tap's rectangle of pixels) and the stride-1
+    /// input gradient (the flipped-kernel convolution) against sums in Double: each entry within
+    /// terms * 2^-24 of the sum of its products' magnitudes, for 'same' padding at stride 2 (taps
+    /// that reach the bottom/right only), images of one and two pixels under a 3x3 window, and
+    /// 'valid' windows.
+    @Test(arguments: [
+        // (h, w, cin, cout, k, stride, same)
+        (9, 8, 16, 32, 3, 2, true), (1, 2, 16, 16, 3, 2, true), (2, 1, 32, 16, 3, 1, true), (7, 9, 19, 48, 3, 1, false),
+        (6, 5, 16, 64, 5, 1, true), (5, 7, 3, 16, 3, 2, true),
+    ])
+    func gradientsAgreeWithDouble(h: Int, w: Int, cin: Int, cout: Int, k: Int, stride: Int, same: Bool) {
+        var random = SeededRandom(seed: UInt64(h * 7 + w * 5 + cin + cout + k + stride))
+        let batch = 2
+        let g = WindowGeometry(inputHeight: h, inputWidth: w, kernelHeight: k, kernelWidth: k, strideHeight: stride,
+                               strideWidth: stride, padding: same ? .same : .valid)
+        let input = random.array(batch * h * w * cin), kernel = random.array(k * k * cin * cout)
+        let rows = batch * g.outputHeight * g.outputWidth
+        let dy = random.array(rows * cout)
+        var dx = [Float](repeating: 0, count: input.count), dk = [Float](repeating: 0, count: kernel.count)
+        var scratch = [Float](repeating: .nan, count: max(1, conv2dScratchCount(g, inputChannels: cin, outputChannels: cout, batch: batch)))
+        conv2dBackward(inputGradient: &dx, kernelGradient: &dk, biasGradient: nil, outputGradient: dy, input: input, kernel: kernel,
+                       scratch: &scratch, batch: batch, geometry: g, inputChannels: cin, outputChannels: cout)
+        var rdx = [Double](repeating: 0, count: dx.count), mdx = rdx, rdk = [Double](repeating: 0, count: dk.count), mdk = rdk
+        for row in 0..<rows {
+            let n = row / (g.outputHeight * g.outputWidth), oh = row / g.outputWidth % g.outputHeight, ow = row % g.outputWidth
+            for i in 0..<k {
+                let ih = oh * stride - g.padTop + i
+                guard ih >= 0 && ih < h else { continue }
+                for j in 0..<k {
+                    let iw = ow * stride - g.padLeft + j
+                    guard iw >= 0 && iw < w else { continue }
+                    for c in 0..<cin {
+                        let xi = ((n * h + ih) * w + iw) * cin + c, ki = ((i * k + j) * cin + c) * cout
+                        for o in 0..<cout {
+                            let d = Double(dy[row * cout + o])
+                            rdx[xi] += d * Double(kernel[ki + o]); mdx[xi] += abs(d * Double(kernel[ki + o]))
+                            rdk[ki + o] += d * Double(input[xi]); mdk[ki + o] += abs(d * Double(input[xi]))
+                        }
+                    }
+                }
+            }
+        }
+        let u = 0x1p-24
+        for (got, (exact, magnitude)) in zip(dk, zip(rdk, mdk)) { #expect(abs(Double(got) - exact) <= Double(rows + 1) * u * magnitude) }
+        for (got, (exact, magnitude)) in zip(dx, zip(rdx, mdx)) { #expect(abs(Double(got) - exact) <= Double(k * k * (cout + 1)) * u * magnitude) }
+    }
+}
