@@ -16,7 +16,7 @@ public func gemm(
         else if beta != 1 { for row in 0..<m { for col in 0..<n { c[row * ldc + col] *= beta } } }
         return
     }
-    if !transposeA && !transposeB && alpha == 1 && (beta == 0 || beta == 1) && narrowGemmTakes(n: n) && narrowEnabled {
+    if !transposeA && !transposeB && alpha == 1 && (beta == 0 || beta == 1) && narrowGemmTakes(n: n) {
         narrowGemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, accumulate: beta == 1, c: c, ldc: ldc)
         return
     }
@@ -29,6 +29,3 @@ public func gemm(
 public enum BLASThreads {
     public static func set(_ count: Int) { gm_blas_set_threads(Int32(count)) }
 }
-
-import Foundation
-let narrowEnabled = ProcessInfo.processInfo.environment["GMTOOL_NARROW"] != "0"
