@@ -10,6 +10,10 @@ struct Node {
     var operation: Operation
     var inputs: [Int]
     var shape: [Int]
+    /// For a convolution: the inference BatchNorm (or BatchNorm + ReLU) node that reads it alone,
+    /// whose forward it runs as it stores its output (`GraphBuilder.foldBatchNormsIntoStores`);
+    /// outside training passes that node's own forward is skipped.
+    var epilogue: Int? = nil
     var count: Int { shape.reduce(1, *) }
 }
 
@@ -111,10 +115,11 @@ struct GraphBuilder {
         }
     }
 
-    /// Fuses each BatchNormalization whose only consumer is a ReLU into one node (the pair is most
-    /// of MobileNet's elementwise traffic), then drops the nodes that became unused. Returns the
-    /// new indices of `keep`.
-    mutating func fuseBatchNormReLU(keep: [Int]) -> [Int] {
+    /// Fuses each BatchNormalization or same-shape Add whose only consumer is a ReLU into one node
+    /// (`BatchNormReLUOperation`, `AddReLUOperation`: the pairs are most of MobileNet's and
+    /// ResNet's elementwise traffic), in the ReLU's place, then drops the nodes that became unused.
+    /// Returns the new indices of `keep`.
+    mutating func fuseReLUs(keep: [Int]) -> [Int] {
         var consumers = [Int](repeating: 0, count: nodes.count)
         for node in nodes { for input in node.inputs { consumers[input] += 1 } }
         var dead = Set<Int>()
@@ -122,9 +127,14 @@ struct GraphBuilder {
             guard let activation = nodes[index].operation as? ActivationOperation, case .relu(let p) = activation.kind,
                   nodes[index].inputs.count == 1 else { continue }
             let source = nodes[index].inputs[0]
-            guard let batchNorm = nodes[source].operation as? BatchNormOperation, consumers[source] == 1,
-                  !keep.contains(source) else { continue }
-            nodes[index].operation = BatchNormReLUOperation(batchNorm: batchNorm, relu: p)
+            guard consumers[source] == 1, !keep.contains(source) else { continue }
+            if let batchNorm = nodes[source].operation as? BatchNormOperation {
+                nodes[index].operation = BatchNormReLUOperation(batchNorm: batchNorm, relu: p)
+            } else if let add = nodes[source].operation as? AddOperation {
+                nodes[index].operation = AddReLUOperation(count: add.count, relu: p)
+            } else {
+                continue
+            }
             nodes[index].inputs = nodes[source].inputs
             nodes[index].name = "\(nodes[source].name)+\(nodes[index].name)"
             dead.insert(source)
@@ -138,6 +148,23 @@ struct GraphBuilder {
         for index in kept.indices { kept[index].inputs = kept[index].inputs.map { newIndex[$0] } }
         nodes = kept
         return keep.map { newIndex[$0] }
+    }
+
+    /// Marks each convolution whose only consumer is a BatchNorm (or fused BatchNorm + ReLU) node
+    /// reading it alone: outside training passes the convolution applies the BatchNorm to its
+    /// output rows as it stores them (`Node.epilogue`, `ChannelAffineEpilogue`), the same float
+    /// operations as the two nodes apart. In training passes BatchNorm needs the batch's
+    /// statistics first and runs on its own. Call after `fuseReLUs`.
+    mutating func foldBatchNormsIntoStores(keep: [Int]) {
+        var consumers = [Int](repeating: 0, count: nodes.count)
+        for node in nodes { for input in node.inputs { consumers[input] += 1 } }
+        for index in nodes.indices where nodes[index].inputs.count == 1 {
+            let operation = nodes[index].operation
+            guard operation is BatchNormOperation || operation is BatchNormReLUOperation else { continue }
+            let source = nodes[index].inputs[0]
+            guard nodes[source].operation is ConvolutionOperation, consumers[source] == 1, !keep.contains(source) else { continue }
+            nodes[source].epilogue = index
+        }
     }
 
     mutating func append(_ node: Node) -> Int {

@@ -110,6 +110,9 @@ public struct PassTotals: Sendable {
 /// parameters and refolds what it derives from them whenever they change.
 public final class Network: @unchecked Sendable {
     let nodes: [Node]
+    /// The nodes some convolution's forward computes as its epilogue outside training passes
+    /// (`Node.epilogue`).
+    let foldedIntoStores: [Bool]
     let inputNode: Int
     let outputNode: Int
     /// The node whose output are the logits the loss uses: the softmax's input when the model
@@ -146,7 +149,12 @@ public final class Network: @unchecked Sendable {
     /// `kernels` says which convolution and Dense kernels stored sparse in a `gmtool export` file
     /// run as CSR in the forward pass (`KernelChoice`; the backward pass always uses the dense
     /// values). Other checkpoints always run dense.
-    public init(model: Model, inputShape: [Int]? = nil, workers: Int? = nil, kernels: KernelChoice = .dense) throws {
+    public convenience init(model: Model, inputShape: [Int]? = nil, workers: Int? = nil, kernels: KernelChoice = .dense) throws {
+        try self.init(model: model, inputShape: inputShape, workers: workers, kernels: kernels, fusing: true)
+    }
+
+    /// `fusing` false leaves every layer its own node (tests compare the fused graph's bits with it).
+    init(model: Model, inputShape: [Int]?, workers: Int?, kernels: KernelChoice, fusing: Bool) throws {
         let checkpoint = model.checkpoint
         guard let config = checkpoint.modelConfig else {
             throw CheckpointError(file: checkpoint.path, problem: "holds no architecture; pass the model config with --config")
@@ -155,9 +163,16 @@ public final class Network: @unchecked Sendable {
         var builder = GraphBuilder(model: model)
         builder.kernels = kernels
         let (builtInput, builtOutput) = try builder.build(config, inputShape: inputShape)
-        let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
+        var kept = [builtInput, builtOutput]
+        if fusing {
+            kept = builder.fuseReLUs(keep: kept)
+            builder.foldBatchNormsIntoStores(keep: kept)
+        }
         let (input, output) = (kept[0], kept[1])
         nodes = builder.nodes
+        var folded = [Bool](repeating: false, count: nodes.count)
+        for node in nodes { if let target = node.epilogue { folded[target] = true } }
+        foldedIntoStores = folded
         trainingOnlyLayers = builder.trainingOnlyLayers
         inputNode = input
         outputNode = output
@@ -275,14 +290,29 @@ public final class Network: @unchecked Sendable {
 
     /// Runs the forward pass node by node over a worker's chunks. In training, BatchNorm takes
     /// all of them at once: its batch statistics are summed over every chunk of the batch.
-    private func runForward(chunks: [Int], ranges: [Range<Int>], training: TrainingContext?) {
-        for (index, node) in nodes.enumerated() where index != inputNode {
-            let contexts = contexts(index, chunks: chunks, ranges: ranges, training: training)
-            if let training, let coupled = node.operation as? BatchCoupledOperation {
-                coupled.trainingForward(contexts, training)
-            } else {
-                for context in contexts { node.operation.forward(context) }
+    /// Otherwise a convolution with an epilogue runs its BatchNorm too, and that node is skipped;
+    /// `backward` says whether the convolution's own output must be kept for a backward pass.
+    private func runForward(chunks: [Int], ranges: [Range<Int>], training: TrainingContext?, backward: Bool) {
+        for index in nodes.indices where index != inputNode && (training != nil || !foldedIntoStores[index]) {
+            forward(index, contexts(index, chunks: chunks, ranges: ranges, training: training), training: training, backward: backward)
+        }
+    }
+
+    /// Node `index`'s forward over `contexts` (its epilogue's too, outside training).
+    private func forward(_ index: Int, _ contexts: [PassContext], training: TrainingContext?, backward: Bool) {
+        let node = nodes[index]
+        if let training, let coupled = node.operation as? BatchCoupledOperation {
+            coupled.trainingForward(contexts, training)
+        } else if training == nil, let target = node.epilogue, let convolution = node.operation as? ConvolutionOperation {
+            let operation = nodes[target].operation
+            let (batchNorm, relu) = (operation as? BatchNormReLUOperation).map { ($0.batchNorm, Optional($0.relu)) }
+                ?? (operation as! BatchNormOperation, nil)
+            for context in contexts {
+                convolution.forward(context, epilogue: batchNorm.epilogue(relu: relu, output: context.workspace.activations[target],
+                                                                          keepsConvolutionOutput: backward))
             }
+        } else {
+            for context in contexts { node.operation.forward(context) }
         }
     }
 
@@ -362,7 +392,7 @@ public final class Network: @unchecked Sendable {
                     .update(from: images + ranges[chunk].lowerBound * inputCount, count: ranges[chunk].count * inputCount)
             }
             let training = trainingSeed.map { TrainingContext(worker: worker, totalBatch: count, reducer: reducer, seed: $0) }
-            self.runForward(chunks: mine, ranges: ranges, training: training)
+            self.runForward(chunks: mine, ranges: ranges, training: training, backward: accumulateGradients)
             for chunk in mine {
                 results[chunk] = self.score(self.workspaces[chunk], labels: labels + ranges[chunk].lowerBound,
                                             batch: ranges[chunk].count, gradient: accumulateGradients)
@@ -436,7 +466,7 @@ public final class Network: @unchecked Sendable {
                     self.workspaces[chunk].activations[self.inputNode]
                         .update(from: images + ranges[chunk].lowerBound * inputCount, count: ranges[chunk].count * inputCount)
                 }
-                self.runForward(chunks: mine, ranges: ranges, training: nil)
+                self.runForward(chunks: mine, ranges: ranges, training: nil, backward: false)
                 for chunk in mine {
                     (destination + ranges[chunk].lowerBound * classes)
                         .update(from: self.workspaces[chunk].activations[self.outputNode], count: ranges[chunk].count * classes)
@@ -557,7 +587,8 @@ extension Network {
 
     /// For benchmarks (`gmtool-bench layers`): seconds each node's forward pass takes over
     /// `count` images cut into chunks as a pass cuts them, all on the calling thread, best of
-    /// `repeats`, in node order (the input node excluded).
+    /// `repeats`, in node order (the input node excluded), as an inference pass runs them: a
+    /// convolution's time includes the BatchNorm it applies as its epilogue, and that node's is 0.
     public func forwardSecondsPerNode(images: UnsafePointer<Float>, count: Int, repeats: Int) -> [(node: String, seconds: Double)] {
         let ranges = Self.chunks(count)
         guard !ranges.isEmpty else { return [] }
@@ -570,10 +601,11 @@ extension Network {
         }
         var best = [Double](repeating: .infinity, count: nodes.count)
         for _ in 0..<max(1, repeats) {
-            for (index, node) in nodes.enumerated() where index != inputNode {
+            for index in nodes.indices where index != inputNode {
+                guard !foldedIntoStores[index] else { best[index] = 0; continue }
                 let contexts = contexts(index, chunks: all, ranges: ranges, training: nil)
                 let start = DispatchTime.now().uptimeNanoseconds
-                for context in contexts { node.operation.forward(context) }
+                forward(index, contexts, training: nil, backward: false)
                 best[index] = min(best[index], Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
         }

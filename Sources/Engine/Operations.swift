@@ -105,9 +105,14 @@ final class ConvolutionOperation: Operation {
         }
     }
 
-    func forward(_ c: PassContext) {
+    func forward(_ c: PassContext) { forward(c, epilogue: nil) }
+
+    /// The forward pass followed by `epilogue` (the inference BatchNorm this convolution feeds,
+    /// `Node.epilogue`), which `conv2dForward` applies as it stores the output where it can.
+    func forward(_ c: PassContext, epilogue: ChannelAffineEpilogue?) {
         if let sparse, runsSparse(batch: c.batch) {
             let rows = c.batch * rowsPerSample * geometry.outputHeight * geometry.outputWidth
+            defer { epilogue?.apply(c.output, firstRow: 0, count: rows, channels: outputChannels) }
             let bias = bias.map { UnsafePointer($0.pointer) }
             if geometry.isPointwise {
                 csrMatmulForward(output: c.output, input: c.inputs[0], rows: rows, inputs: patch, outputs: outputChannels,
@@ -125,7 +130,7 @@ final class ConvolutionOperation: Operation {
         }
         conv2dForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
                       scratch: c.scratch, batch: c.batch * rowsPerSample, geometry: geometry,
-                      inputChannels: inputChannels, outputChannels: outputChannels, groups: groups)
+                      inputChannels: inputChannels, outputChannels: outputChannels, groups: groups, epilogue: epilogue)
     }
 
     func backward(_ c: PassContext) {
@@ -261,6 +266,12 @@ final class BatchNormOperation: Operation {
         precondition(c.training == nil, "training passes go through trainingForward")
         channelAffineForward(output: c.output, input: c.inputs[0], scale: scale, shift: shift,
                              rows: c.batch * positions, channels: channels)
+    }
+
+    /// This forward (with `relu` after it) as the epilogue of the convolution it reads, writing
+    /// `output` (this node's buffer).
+    func epilogue(relu: ReLUParameters?, output: UnsafeMutablePointer<Float>, keepsConvolutionOutput: Bool) -> ChannelAffineEpilogue {
+        ChannelAffineEpilogue(scale: scale, shift: shift, relu: relu, output: output, keepsConvolutionOutput: keepsConvolutionOutput)
     }
 
     func backward(_ c: PassContext) {

@@ -55,6 +55,85 @@ public func reluBackward(inputGradient: UnsafeMutablePointer<Float>, outputGradi
     }
 }
 
+// MARK: Add followed by ReLU, fused
+
+/// Elements per block of the fused Add + ReLU kernels: the block's sum (and gradient) stay in L1.
+private let addReLUBlock = 1024
+
+/// y[i] = inputs[0][start + i] + inputs[1][start + i] + ... for i in 0..<count, in input order (as
+/// Add forms it: the first input, then each other added onto it).
+@inline(__always)
+private func blockSum(y: UnsafeMutablePointer<Float>, inputs: [UnsafePointer<Float>], start: Int, count n: Int) {
+    let x0 = inputs[0] + start
+    if inputs.count == 1 { y.update(from: x0, count: n); return }
+    let x1 = inputs[1] + start
+    for i in 0..<n { y[i] = x0[i] + x1[i] }
+    for input in inputs.dropFirst(2) {
+        let x = input + start
+        for i in 0..<n { y[i] += x[i] }
+    }
+}
+
+/// y = relu(inputs[0] + inputs[1] + ...): Keras' Add of same-shape tensors then its ReLU in one
+/// trip through memory (ResNet's residual join). Block by block, the sum is formed as Add forms it
+/// (the first input, then each other added in input order) and `reluForward` applied to it, so
+/// the bits are those of the two layers apart.
+public func addReLUForward(output: UnsafeMutablePointer<Float>, inputs: [UnsafePointer<Float>], count: Int,
+                           _ p: ReLUParameters) {
+    var start = 0
+    if inputs.count == 2 && p.negativeSlope == 0 && p.threshold == 0 {
+        // ResNet's case in explicit vectors: the same operations as below, in one loop.
+        let (x0, x1) = (inputs[0], inputs[1])
+        let cap = SIMD16<Float>(repeating: p.maxValue ?? .infinity)
+        while start + 16 <= count {
+            store16(clampedReLU(load16(x0 + start) + load16(x1 + start), cap: cap), output + start)
+            start += 16
+        }
+    }
+    while start < count {
+        let n = min(addReLUBlock, count - start)
+        blockSum(y: output + start, inputs: inputs, start: start, count: n)
+        reluForward(output: output + start, input: output + start, count: n, p)
+        start += n
+    }
+}
+
+/// The backward of `addReLUForward`, added into every input gradient given: block by block the
+/// sum z is recomputed as the forward formed it, the ReLU's gradient of z is added onto a zeroed
+/// block (`reluBackward`, as into the Add's zeroed gradient buffer) and that block added into each
+/// input gradient in input order, as Add's backward adds it: the same bits as the layers apart.
+public func addReLUBackward(inputGradients: [UnsafeMutablePointer<Float>?], outputGradient: UnsafePointer<Float>,
+                            inputs: [UnsafePointer<Float>], count: Int, _ p: ReLUParameters) {
+    guard inputGradients.contains(where: { $0 != nil }) else { return }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * addReLUBlock) { buffer in
+        let sum = buffer.baseAddress!, gradient = sum + addReLUBlock
+        var start = 0
+        if inputs.count == 2 && p.negativeSlope == 0 && p.threshold == 0 {
+            // ResNet's case in explicit vectors, the same operations: the ReLU's gradient
+            // (z > 0 and z < cap) added onto 0, then into each input gradient.
+            let (x0, x1) = (inputs[0], inputs[1])
+            let cap = SIMD16<Float>(repeating: p.maxValue ?? .infinity)
+            while start + 16 <= count {
+                let z = load16(x0 + start) + load16(x1 + start)
+                let g = SIMD16<Float>() + SIMD16<Float>().replacing(with: load16(outputGradient + start), where: (z .> 0) .& (z .< cap))
+                for case let dx? in inputGradients { store16(load16(dx + start) + g, dx + start) }
+                start += 16
+            }
+        }
+        while start < count {
+            let n = min(addReLUBlock, count - start)
+            blockSum(y: sum, inputs: inputs, start: start, count: n)
+            gradient.update(repeating: 0, count: n)
+            reluBackward(inputGradient: gradient, outputGradient: outputGradient + start, input: sum, count: n, p)
+            for case let dx? in inputGradients {
+                let d = dx + start
+                for i in 0..<n { d[i] += gradient[i] }
+            }
+            start += n
+        }
+    }
+}
+
 public func sigmoidForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
     for i in 0..<count { output[i] = 1 / (1 + exp(-input[i])) }
 }

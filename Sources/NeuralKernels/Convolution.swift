@@ -165,7 +165,10 @@ public func forEachTile(rows: Int, patch: Int, _ body: (Range<Int>) -> Void) {
     }
 }
 
-/// output (batch, oh, ow, out) = conv(input (batch, h, w, in), kernel) + bias.
+/// output (batch, oh, ow, out) = conv(input (batch, h, w, in), kernel) + bias, then `epilogue`
+/// (BatchNorm, optionally with its ReLU) over every output row: as each line of pixels is stored
+/// where the narrow kernel runs (`narrowConvolutionForward`; `output` then unwritten unless the
+/// epilogue keeps it), over all rows at the end elsewhere.
 ///
 /// With `groups` > 1 (Keras' grouped Conv2D) the kernel is (kh, kw, in / groups, out): output
 /// channels `gi * out/groups ..< (gi + 1) * out/groups` read input channels
@@ -175,9 +178,17 @@ public func forEachTile(rows: Int, patch: Int, _ body: (Range<Int>) -> Void) {
 public func conv2dForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, kernel: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, scratch: UnsafeMutablePointer<Float>?,
-    batch: Int, geometry g: WindowGeometry, inputChannels: Int, outputChannels: Int, groups: Int = 1
+    batch: Int, geometry g: WindowGeometry, inputChannels: Int, outputChannels: Int, groups: Int = 1,
+    epilogue: ChannelAffineEpilogue? = nil
 ) {
     let rows = batch * g.outputHeight * g.outputWidth
+    if !g.isPointwise && NarrowConvolution(g, inputChannels: inputChannels, outputChannels: outputChannels, groups: groups).forward {
+        narrowConvolutionForward(output: output, input: input, kernel: kernel, bias: bias, accumulate: false, scratch: scratch,
+                                 batch: batch, geometry: g, inputChannels: inputChannels, outputChannels: outputChannels,
+                                 epilogue: epilogue)
+        return
+    }
+    defer { epilogue?.apply(output, firstRow: 0, count: rows, channels: outputChannels) }
     let groupInputs = inputChannels / groups, groupOutputs = outputChannels / groups
     let patch = g.kernelHeight * g.kernelWidth * groupInputs
     if let bias {
@@ -190,11 +201,6 @@ public func conv2dForward(
                  b: kernel + group * groupOutputs, ldb: outputChannels, beta: beta, c: output + group * groupOutputs,
                  ldc: outputChannels)
         }
-        return
-    }
-    if NarrowConvolution(g, inputChannels: inputChannels, outputChannels: outputChannels, groups: groups).forward {
-        narrowConvolutionForward(output: output, input: input, kernel: kernel, accumulate: bias != nil, scratch: scratch,
-                                 batch: batch, geometry: g, inputChannels: inputChannels, outputChannels: outputChannels)
         return
     }
     // The tiles depend on the chunk's shape alone, so the result is the same run after run.

@@ -6,10 +6,29 @@ import Foundation
 
 // MARK: BatchNormalization in inference mode
 
+@inline(__always) func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+@inline(__always) func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
+/// Swift's `min(max(z, 0), cap)` lane by lane: (0 >= z ? 0 : z), then (cap < m ? cap : m).
+@inline(__always) func clampedReLU(_ z: SIMD16<Float>, cap: SIMD16<Float>) -> SIMD16<Float> {
+    let m = z.replacing(with: 0, where: z .<= 0)
+    return m.replacing(with: cap, where: m .> cap)
+}
+
 /// y = x * scale + shift per channel, where scale = gamma / sqrt(var + eps) and
 /// shift = beta - mean * scale (precomputed by the caller once per weight set).
 public func channelAffineForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                  scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, rows: Int, channels: Int) {
+    if channels % 16 == 0 {
+        // Explicit vectors (the same operations): LLVM's run-time alias checks on every short row
+        // cost as much as the arithmetic.
+        for r in 0..<rows {
+            let x = input + r * channels, y = output + r * channels
+            for c in stride(from: 0, to: channels, by: 16) { store16(load16(x + c) * load16(scale + c) + load16(shift + c), y + c) }
+        }
+        return
+    }
     for r in 0..<rows {
         let x = input + r * channels, y = output + r * channels
         for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
@@ -409,6 +428,17 @@ public func channelAffineReLUForward(output: UnsafeMutablePointer<Float>, input:
                                      _ p: ReLUParameters) {
     let simple = p.negativeSlope == 0 && p.threshold == 0
     let cap = p.maxValue ?? .infinity
+    if simple && channels % 16 == 0 {
+        // As channelAffineForward: explicit vectors, the same operations.
+        let capVector = SIMD16<Float>(repeating: cap)
+        for r in 0..<rows {
+            let x = input + r * channels, y = output + r * channels
+            for c in stride(from: 0, to: channels, by: 16) {
+                store16(clampedReLU(load16(x + c) * load16(scale + c) + load16(shift + c), cap: capVector), y + c)
+            }
+        }
+        return
+    }
     for r in 0..<rows {
         let x = input + r * channels, y = output + r * channels
         if simple {
@@ -418,6 +448,38 @@ public func channelAffineReLUForward(output: UnsafeMutablePointer<Float>, input:
                 let z = x[c] * scale[c] + shift[c]
                 y[c] = z >= p.threshold ? min(z, cap) : p.negativeSlope * (z - p.threshold)
             }
+        }
+    }
+}
+
+/// BatchNormalization in inference mode (`scale`, `shift`: channelAffineForward's) and, when
+/// `relu` is set, its ReLU, applied by a convolution's forward to its output rows as it stores
+/// them (`conv2dForward`'s `epilogue`): the narrow kernel runs it over each line of output pixels
+/// while that line is in L1, the others over all rows at the end. Either way each element goes
+/// through `channelAffineForward` or `channelAffineReLUForward`, so the bits are those of the
+/// layers apart.
+public struct ChannelAffineEpilogue {
+    public var scale: [Float], shift: [Float]
+    public var relu: ReLUParameters?
+    /// Where the normalized rows go (row r of the convolution's output to row r here).
+    public var output: UnsafeMutablePointer<Float>
+    /// Whether the convolution's own output is stored as well (a gradient pass reads it). Without,
+    /// the narrow kernel forms each line in scratch and stores only the normalized one.
+    public var keepsConvolutionOutput: Bool
+
+    public init(scale: [Float], shift: [Float], relu: ReLUParameters?, output: UnsafeMutablePointer<Float>,
+                keepsConvolutionOutput: Bool) {
+        (self.scale, self.shift, self.relu, self.output, self.keepsConvolutionOutput) = (scale, shift, relu, output, keepsConvolutionOutput)
+    }
+
+    /// Normalizes `count` rows of `channels` values starting at row `firstRow`, read from `rows`.
+    @inline(__always)
+    public func apply(_ rows: UnsafePointer<Float>, firstRow: Int, count: Int, channels: Int) {
+        let destination = output + firstRow * channels
+        if let relu {
+            channelAffineReLUForward(output: destination, input: rows, scale: scale, shift: shift, rows: count, channels: channels, relu)
+        } else {
+            channelAffineForward(output: destination, input: rows, scale: scale, shift: shift, rows: count, channels: channels)
         }
     }
 }

@@ -26,7 +26,8 @@ protocol NarrowRow {
     init(loading: UnsafePointer<Float>)
     /// self += s * w, lane by lane, fused.
     mutating func add(_ s: Float, _ w: Self)
-    func store(to: UnsafeMutablePointer<Float>, accumulate: Bool)
+    /// Stores the row at `to`, plus what `to` held with `accumulate`, else plus `bias` (n floats) when given.
+    func store(to: UnsafeMutablePointer<Float>, accumulate: Bool, bias: UnsafePointer<Float>?)
 }
 
 typealias V16 = SIMD16<Float>
@@ -35,9 +36,16 @@ typealias V16 = SIMD16<Float>
     UnsafeRawPointer(p).loadUnaligned(as: V16.self)
 }
 
-@inline(__always) private func store(_ v: V16, _ p: UnsafeMutablePointer<Float>, _ accumulate: Bool) {
+/// Stores v, v + C's old value (`accumulate`) or v + the bias (as onto a C that holds the bias).
+@inline(__always) private func store(_ v: V16, _ p: UnsafeMutablePointer<Float>, _ accumulate: Bool, _ bias: UnsafePointer<Float>?) {
     let raw = UnsafeMutableRawPointer(p)
-    raw.storeBytes(of: accumulate ? v + raw.loadUnaligned(as: V16.self) : v, as: V16.self)
+    if accumulate {
+        raw.storeBytes(of: v + raw.loadUnaligned(as: V16.self), as: V16.self)
+    } else if let bias {
+        raw.storeBytes(of: v + load(bias), as: V16.self)
+    } else {
+        raw.storeBytes(of: v, as: V16.self)
+    }
 }
 
 struct Lanes1: NarrowRow {
@@ -45,7 +53,9 @@ struct Lanes1: NarrowRow {
     init() {}
     @inline(__always) init(loading p: UnsafePointer<Float>) { v0 = load(p) }
     @inline(__always) mutating func add(_ s: Float, _ w: Lanes1) { v0.addProduct(V16(repeating: s), w.v0) }
-    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool) { NeuralKernels.store(v0, p, accumulate) }
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        NeuralKernels.store(v0, p, accumulate, bias)
+    }
 }
 
 struct Lanes2: NarrowRow {
@@ -57,9 +67,9 @@ struct Lanes2: NarrowRow {
         v0.addProduct(s, w.v0)
         v1.addProduct(s, w.v1)
     }
-    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        NeuralKernels.store(v0, p, accumulate)
-        NeuralKernels.store(v1, p + 16, accumulate)
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        NeuralKernels.store(v0, p, accumulate, bias)
+        NeuralKernels.store(v1, p + 16, accumulate, bias.map { $0 + 16 })
     }
 }
 
@@ -73,10 +83,10 @@ struct Lanes3: NarrowRow {
         v1.addProduct(s, w.v1)
         v2.addProduct(s, w.v2)
     }
-    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        NeuralKernels.store(v0, p, accumulate)
-        NeuralKernels.store(v1, p + 16, accumulate)
-        NeuralKernels.store(v2, p + 32, accumulate)
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        NeuralKernels.store(v0, p, accumulate, bias)
+        NeuralKernels.store(v1, p + 16, accumulate, bias.map { $0 + 16 })
+        NeuralKernels.store(v2, p + 32, accumulate, bias.map { $0 + 32 })
     }
 }
 
@@ -91,11 +101,11 @@ struct Lanes4: NarrowRow {
         v2.addProduct(s, w.v2)
         v3.addProduct(s, w.v3)
     }
-    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        NeuralKernels.store(v0, p, accumulate)
-        NeuralKernels.store(v1, p + 16, accumulate)
-        NeuralKernels.store(v2, p + 32, accumulate)
-        NeuralKernels.store(v3, p + 48, accumulate)
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>, accumulate: Bool, bias: UnsafePointer<Float>?) {
+        NeuralKernels.store(v0, p, accumulate, bias)
+        NeuralKernels.store(v1, p + 16, accumulate, bias.map { $0 + 16 })
+        NeuralKernels.store(v2, p + 32, accumulate, bias.map { $0 + 32 })
+        NeuralKernels.store(v3, p + 48, accumulate, bias.map { $0 + 48 })
     }
 }
 
@@ -108,7 +118,10 @@ struct NarrowProduct {
     var segments = 1, segmentLength: Int, segmentStride = 0, step = 1
     let a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int
     var bSegmentStride: Int? = nil
-    let accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int
+    let accumulate: Bool
+    /// Added to every row of C as it is stored (n floats), unless `accumulate`.
+    var bias: UnsafePointer<Float>? = nil
+    let c: UnsafeMutablePointer<Float>, ldc: Int
 
     /// Register tiles of 8 rows for 16/32 columns (8 or 16 accumulators), 4 rows for 48/64 (12 or
     /// 16); the rows left over one at a time.
@@ -137,10 +150,10 @@ struct NarrowProduct {
             }
         }
         let o = c + i * ldc
-        c0.store(to: o, accumulate: accumulate); c1.store(to: o + ldc, accumulate: accumulate)
-        c2.store(to: o + 2 * ldc, accumulate: accumulate); c3.store(to: o + 3 * ldc, accumulate: accumulate)
-        c4.store(to: o + 4 * ldc, accumulate: accumulate); c5.store(to: o + 5 * ldc, accumulate: accumulate)
-        c6.store(to: o + 6 * ldc, accumulate: accumulate); c7.store(to: o + 7 * ldc, accumulate: accumulate)
+        c0.store(to: o, accumulate: accumulate, bias: bias); c1.store(to: o + ldc, accumulate: accumulate, bias: bias)
+        c2.store(to: o + 2 * ldc, accumulate: accumulate, bias: bias); c3.store(to: o + 3 * ldc, accumulate: accumulate, bias: bias)
+        c4.store(to: o + 4 * ldc, accumulate: accumulate, bias: bias); c5.store(to: o + 5 * ldc, accumulate: accumulate, bias: bias)
+        c6.store(to: o + 6 * ldc, accumulate: accumulate, bias: bias); c7.store(to: o + 7 * ldc, accumulate: accumulate, bias: bias)
     }
 
     @inline(__always)
@@ -154,8 +167,8 @@ struct NarrowProduct {
             }
         }
         let o = c + i * ldc
-        c0.store(to: o, accumulate: accumulate); c1.store(to: o + ldc, accumulate: accumulate)
-        c2.store(to: o + 2 * ldc, accumulate: accumulate); c3.store(to: o + 3 * ldc, accumulate: accumulate)
+        c0.store(to: o, accumulate: accumulate, bias: bias); c1.store(to: o + ldc, accumulate: accumulate, bias: bias)
+        c2.store(to: o + 2 * ldc, accumulate: accumulate, bias: bias); c3.store(to: o + 3 * ldc, accumulate: accumulate, bias: bias)
     }
 
     @inline(__always)
@@ -165,7 +178,7 @@ struct NarrowProduct {
             let r = a + i * lda + s * segmentStride, w0 = b + s * bStride
             for j in 0..<segmentLength { c0.add(r[j * step], R(loading: w0 + j * ldb)) }
         }
-        c0.store(to: c + i * ldc, accumulate: accumulate)
+        c0.store(to: c + i * ldc, accumulate: accumulate, bias: bias)
     }
 
     /// Runs the product over `m` rows with n columns (16, 32, 48 or 64).
@@ -230,34 +243,44 @@ public struct NarrowConvolution {
         return t
     }
 
-    /// Scratch floats: the forward's padded image, or the input gradient's padded output
-    /// gradient and flipped kernel.
+    /// Scratch floats: the forward's padded image and one line of output pixels (for an
+    /// epilogue that does not keep the convolution's output), or the input gradient's padded
+    /// output gradient and flipped kernel.
     public static func scratchCount(_ g: WindowGeometry, inputChannels: Int, outputChannels: Int) -> Int {
         let flipped = g.kernelHeight * g.kernelWidth * inputChannels * outputChannels
-        return max(paddedImageFloats(g, channels: inputChannels),
+        return max(paddedImageFloats(g, channels: inputChannels) + g.outputWidth * outputChannels,
                    paddedImageFloats(inputGradientGeometry(g), channels: outputChannels) + flipped)
     }
 }
 
-/// Convolution output (batch, oh, ow, n) = conv(input, kernel) (+ output, with `accumulate`) for
-/// n of 16/32/48/64 output channels, without im2col: each output row's windows are read in place
-/// from the image (from a zero-padded copy of it in `scratch` when they reach over the padding),
-/// as `kernelHeight` runs of kernelWidth x channels floats. The products and their order are
-/// those of `narrowGemm` over the im2col columns (the padding's zeros included), so the bits are
-/// the same.
+/// Convolution output (batch, oh, ow, n) = conv(input, kernel) (+ bias, or + output with
+/// `accumulate`) for n of 16/32/48/64 output channels, without im2col: each output row's windows
+/// are read in place from the image (from a zero-padded copy of it in `scratch` when they reach
+/// over the padding), as `kernelHeight` runs of kernelWidth x channels floats. The products and
+/// their order are those of `narrowGemm` over the im2col columns (the padding's zeros included),
+/// so the bits are the same. The bias is added to each pixel's sum as it is stored (as BLAS adds
+/// the sum onto a C holding the bias, beta 1), and `epilogue` applied to each line of output
+/// pixels right after, while it is in L1; without `keepsConvolutionOutput` the line is formed in
+/// scratch and `output` is not written.
 public func narrowConvolutionForward(
-    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, accumulate: Bool,
-    scratch: UnsafeMutablePointer<Float>?, batch: Int, geometry g: WindowGeometry, inputChannels ch: Int, outputChannels n: Int
+    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>? = nil,
+    accumulate: Bool, scratch: UnsafeMutablePointer<Float>?, batch: Int, geometry g: WindowGeometry, inputChannels ch: Int,
+    outputChannels n: Int, epilogue: ChannelAffineEpilogue? = nil
 ) {
+    // Past the padded image (`NarrowConvolution.scratchCount` counts the line).
+    let line: UnsafeMutablePointer<Float>? = epilogue?.keepsConvolutionOutput == false ? scratch! + paddedImageFloats(g, channels: ch) : nil
     for image in 0..<batch {
         let (view, rowStride) = windowView(input + image * g.inputHeight * g.inputWidth * ch, g, channels: ch,
                                            scratch: scratch, clear: image == 0)
         for oh in 0..<g.outputHeight {
+            let row = (image * g.outputHeight + oh) * g.outputWidth
+            let target = line ?? output + row * n
             NarrowProduct(
                 segments: g.kernelHeight, segmentLength: g.kernelWidth * ch, segmentStride: rowStride,
                 a: view + oh * g.strideHeight * rowStride, lda: g.strideWidth * ch, b: kernel, ldb: n,
-                accumulate: accumulate, c: output + (image * g.outputHeight + oh) * g.outputWidth * n, ldc: n
+                accumulate: accumulate, bias: bias, c: target, ldc: n
             ).run(n: n, m: g.outputWidth)
+            epilogue?.apply(target, firstRow: row, count: g.outputWidth, channels: n)
         }
     }
 }

@@ -1,4 +1,5 @@
 import KerasCheckpoint
+import NeuralKernels
 
 // The merging family: Add, Subtract, Multiply, Average, Maximum, Minimum (elementwise, with
 // TensorFlow's broadcasting of size-1 axes, as squeeze-and-excite blocks multiply an (h, w, c)
@@ -109,6 +110,21 @@ final class AddOperation: Operation {
     func backward(_ c: PassContext) {
         let n = c.batch * count
         for case let dx? in c.inputGradients { for i in 0..<n { dx[i] += c.outputGradient[i] } }
+    }
+}
+
+/// An `AddOperation` whose only consumer is a ReLU, fused into one pass each way
+/// (`GraphBuilder.fuseReLUs`; `addReLUForward`/`addReLUBackward`, the same bits as the two apart).
+final class AddReLUOperation: Operation {
+    let count: Int
+    let relu: ReLUParameters
+    init(count: Int, relu: ReLUParameters) { (self.count, self.relu) = (count, relu) }
+    func forward(_ c: PassContext) {
+        addReLUForward(output: c.output, inputs: c.inputs.map { UnsafePointer($0) }, count: c.batch * count, relu)
+    }
+    func backward(_ c: PassContext) {
+        addReLUBackward(inputGradients: c.inputGradients, outputGradient: c.outputGradient, inputs: c.inputs.map { UnsafePointer($0) },
+                        count: c.batch * count, relu)
     }
 }
 
