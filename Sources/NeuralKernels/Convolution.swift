@@ -231,7 +231,12 @@ public func conv2dBackward(
     if let biasGradient {
         for row in 0..<rows {
             let dy = outputGradient + row * outputChannels
-            for o in 0..<outputChannels { biasGradient[o] += dy[o] }
+            if outputChannels % 16 == 0 {
+                // Explicit vectors, the same additions in the same (row) order.
+                for o in stride(from: 0, to: outputChannels, by: 16) { store16(load16(biasGradient + o) + load16(dy + o), biasGradient + o) }
+            } else {
+                for o in 0..<outputChannels { biasGradient[o] += dy[o] }
+            }
         }
     }
     if g.isPointwise {

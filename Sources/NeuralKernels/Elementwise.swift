@@ -42,6 +42,19 @@ public func batchNormInferenceBackward(
     betaGradient: UnsafeMutablePointer<Float>?, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
     scale: UnsafePointer<Float>, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, rows: Int, channels: Int
 ) {
+    if channels % 16 == 0 {
+        // As channelAffineForward: explicit vectors, the same operations in the same order.
+        for r in 0..<rows {
+            let x = input + r * channels, dy = outputGradient + r * channels
+            for c in stride(from: 0, to: channels, by: 16) {
+                let d = load16(dy + c)
+                if let g = gammaGradient { store16(load16(g + c) + d * (load16(x + c) - load16(mean + c)) * load16(inverseStd + c), g + c) }
+                if let b = betaGradient { store16(load16(b + c) + d, b + c) }
+                if let dx = inputGradient { store16(load16(dx + r * channels + c) + d * load16(scale + c), dx + r * channels + c) }
+            }
+        }
+        return
+    }
     for r in 0..<rows {
         let x = input + r * channels, dy = outputGradient + r * channels
         if let gammaGradient { for c in 0..<channels { gammaGradient[c] += dy[c] * (x[c] - mean[c]) * inverseStd[c] } }
@@ -494,6 +507,23 @@ public func batchNormReLUBackward(
 ) {
     let cap = p.maxValue ?? .infinity
     let simple = p.negativeSlope == 0 && p.threshold == 0
+    if simple && channels % 16 == 0 {
+        // Explicit vectors, the same operations in the same order (slope 1 or 0, then dy * slope).
+        let capVector = SIMD16<Float>(repeating: cap)
+        for r in 0..<rows {
+            let x = input + r * channels, dy = outputGradient + r * channels
+            for c in stride(from: 0, to: channels, by: 16) {
+                let xc = load16(x + c)
+                let z = xc * load16(scale + c) + load16(shift + c)
+                let slope = SIMD16<Float>().replacing(with: 1, where: (z .> 0) .& (z .< capVector))
+                let dz = load16(dy + c) * slope
+                if let g = gammaGradient { store16(load16(g + c) + dz * (xc - load16(mean + c)) * load16(inverseStd + c), g + c) }
+                if let b = betaGradient { store16(load16(b + c) + dz, b + c) }
+                if let dx = inputGradient { store16(load16(dx + r * channels + c) + dz * load16(scale + c), dx + r * channels + c) }
+            }
+        }
+        return
+    }
     for r in 0..<rows {
         let x = input + r * channels, dy = outputGradient + r * channels
         let dx = inputGradient.map { $0 + r * channels }

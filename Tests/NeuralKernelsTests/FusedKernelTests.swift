@@ -112,9 +112,9 @@ import Testing
         }
     }
 
-    /// The BatchNorm kernels' 16-lane path (channels a multiple of 16) against the scalar
-    /// expressions x * scale + shift and min(max(z, 0), cap), bit for bit; 19 channels take the
-    /// scalar path.
+    /// The BatchNorm kernels' 16-lane paths (channels a multiple of 16), forward and backward,
+    /// against the scalar expressions (x * scale + shift, min(max(z, 0), cap), the gradients'
+    /// sums in row order), bit for bit; 19 channels take the scalar path.
     @Test(arguments: [16, 32, 19])
     func batchNormVectorsGiveScalarBits(channels: Int) {
         var random = SeededRandom(seed: UInt64(channels) + 100)
@@ -132,6 +132,31 @@ import Testing
             let z = x.indices.map { x[$0] * scale[$0 % channels] + shift[$0 % channels] }
             #expect(affine.map(\.bitPattern) == z.map(\.bitPattern))
             #expect(relu.map(\.bitPattern) == z.map { min(max($0, 0), cap) }.map(\.bitPattern))
+
+            // The backwards: dGamma += dz (x - mean) invStd, dBeta += dz, dx += dz scale row by
+            // row, dz = dy (BatchNorm) or dy * slope, slope 1 where 0 < z < cap else 0.
+            let mean = random.array(channels), inverseStd = random.array(channels, scale: 2), dy = random.array(x.count)
+            for withReLU in [false, true] {
+                var dx = random.array(x.count), gamma = random.array(channels), beta = random.array(channels)
+                var (rdx, rgamma, rbeta) = (dx, gamma, beta)
+                for i in x.indices {
+                    let c = i % channels
+                    let dz = withReLU ? dy[i] * ((z[i] > 0 && z[i] < cap) ? 1 : 0) : dy[i]
+                    rgamma[c] += dz * (x[i] - mean[c]) * inverseStd[c]
+                    rbeta[c] += dz
+                    rdx[i] += dz * scale[c]
+                }
+                if withReLU {
+                    batchNormReLUBackward(inputGradient: &dx, gammaGradient: &gamma, betaGradient: &beta, outputGradient: dy, input: x,
+                                          scale: scale, shift: shift, mean: mean, inverseStd: inverseStd, rows: rows,
+                                          channels: channels, p)
+                } else {
+                    batchNormInferenceBackward(inputGradient: &dx, gammaGradient: &gamma, betaGradient: &beta, outputGradient: dy,
+                                               input: x, scale: scale, mean: mean, inverseStd: inverseStd, rows: rows, channels: channels)
+                }
+                #expect(dx.map(\.bitPattern) == rdx.map(\.bitPattern) && gamma.map(\.bitPattern) == rgamma.map(\.bitPattern)
+                        && beta.map(\.bitPattern) == rbeta.map(\.bitPattern), "relu \(withReLU) \(p)")
+            }
         }
     }
 
