@@ -19,10 +19,13 @@ let sparseTile = 32
 /// added one at a time in CSR order by fused multiply-adds, every lane alike, so the result does
 /// not depend on the tiling: it is the bits a scalar loop `a.addProduct(w, x)` over the CSR row
 /// gives. Empty rows give the bias. The transposes move 16 x 16 blocks in registers.
+/// With `epilogue`, each output is mapped by it (BatchNormalization + ReLU) on the channel-major
+/// tile, before it is transposed out: the float operations of `channelAffineReLUForward`, so the
+/// bits are those of the product followed by that pass, without the pass over the output.
 public func csrMatmulForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows m: Int, inputs: Int, outputs: Int,
     rowOffsets: UnsafePointer<Int32>, columns: UnsafePointer<Int32>, values: UnsafePointer<Float>,
-    bias: UnsafePointer<Float>?
+    bias: UnsafePointer<Float>?, epilogue: ChannelAffineReLU? = nil
 ) {
     guard m > 0, outputs > 0 else { return }
     let xt = UnsafeMutablePointer<Float>.allocate(capacity: max(inputs, 1) * sparseTile)
@@ -44,6 +47,8 @@ public func csrMatmulForward(
         case 16: weights.tile(SIMD16<Float>.self, xt, yt)
         default: weights.tile32(xt, yt)
         }
+        // On the channel-major tile, still in L1/L2, before it is transposed out.
+        epilogue?.apply(channelMajor: yt, channels: outputs, lanes: width)
         transposeTile(UnsafePointer(yt), rows: outputs, columns: n, rowStride: width, into: output + r * outputs, stride: outputs)
         r += n
     }
