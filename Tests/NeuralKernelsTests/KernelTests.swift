@@ -184,6 +184,40 @@ import Testing
         }
     }
 
+    /// Multiplier 1 gives each output the bits of the scalar loop `depthwisePixel` promises: the
+    /// bias, then each inside tap's product (rounded) added row by row, at the edges (taps skipped)
+    /// and inside alike; 16 and 19 channels (the vector loop and its tail), strides 1 and 2, 3 x 3
+    /// and 2 x 2 kernels. The fused epilogue and the ZeroPadding2D fold rely on this order.
+    @Test(arguments: [(16, 3, 1), (19, 3, 1), (19, 3, 2), (16, 2, 1)])
+    func multiplierOneGivesTheScalarLoopsBits(channels: Int, k: Int, stride: Int) {
+        var random = SeededRandom(seed: UInt64(channels * 10 + k + stride))
+        let h = 6, w = 7, batch = 2
+        let g = WindowGeometry(inputHeight: h, inputWidth: w, kernelHeight: k, kernelWidth: k, strideHeight: stride,
+                               strideWidth: stride, padding: .same)
+        let x = random.array(batch * h * w * channels, scale: 3), kernel = random.array(k * k * channels), bias = random.array(channels)
+        var y = [Float](repeating: .nan, count: batch * g.outputHeight * g.outputWidth * channels)
+        depthwiseForward(output: &y, input: x, kernel: kernel, bias: bias, batch: batch, geometry: g, channels: channels, multiplier: 1)
+        for n in 0..<batch {
+            for oh in 0..<g.outputHeight {
+                for ow in 0..<g.outputWidth {
+                    for c in 0..<channels {
+                        var a = bias[c]
+                        for i in 0..<k {
+                            for j in 0..<k {
+                                let ih = oh * stride - g.padTop + i, iw = ow * stride - g.padLeft + j
+                                guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
+                                let product = x[((n * h + ih) * w + iw) * channels + c] * kernel[(i * k + j) * channels + c]
+                                a = a + product
+                            }
+                        }
+                        let got = y[((n * g.outputHeight + oh) * g.outputWidth + ow) * channels + c]
+                        #expect(got.bitPattern == a.bitPattern, "(\(n), \(oh), \(ow), \(c))")
+                    }
+                }
+            }
+        }
+    }
+
     /// The fused epilogue gives the bits of the depthwise convolution followed by the separate
     /// `channelAffineReLUForward` pass (16 and 19 channels: the vector loop and its tail;
     /// multiplier 1 and 2: both loops), for ReLU6 and a leaky ReLU with a threshold.
