@@ -155,7 +155,7 @@ public final class Network: @unchecked Sendable {
         var builder = GraphBuilder(model: model)
         builder.kernels = kernels
         let (builtInput, builtOutput) = try builder.build(config, inputShape: inputShape)
-        let kept = builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])
+        let kept = builder.fuseSparseEpilogues(keep: builder.foldZeroPadding(keep: builder.fuseBatchNormReLU(keep: [builtInput, builtOutput])))
         let (input, output) = (kept[0], kept[1])
         nodes = builder.nodes
         trainingOnlyLayers = builder.trainingOnlyLayers
@@ -531,6 +531,9 @@ public struct SparseLayerUse: Sendable {
     public var outputs: Int
     public var stored: Int
     public var runsSparse: Bool
+    /// The BatchNormalization + ReLU node fused into this layer (`GraphBuilder.fuseSparseEpilogues`),
+    /// whose time the layer's forward pass includes; nil where none.
+    public var epilogueNode: String?
     /// The cost model's predictions for one call, seconds.
     public var predictedSparse: Double
     public var predictedDense: Double
@@ -547,7 +550,7 @@ extension Network {
             let cost = KernelCost(rows: chunk * op.rowsPerImage, inputs: op.patch, outputs: op.outputChannels,
                                   stored: sparse.values.count, pointwise: op.geometry.isPointwise)
             return SparseLayerUse(node: node.name, rows: chunk * op.rowsPerImage, inputs: op.patch, outputs: op.outputChannels,
-                                  stored: sparse.values.count, runsSparse: op.runsSparse(batch: chunk),
+                                  stored: sparse.values.count, runsSparse: op.runsSparse(batch: chunk), epilogueNode: op.epilogueNode,
                                   predictedSparse: cost.sparseSeconds, predictedDense: cost.denseSeconds)
         }
     }
