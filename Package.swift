@@ -8,6 +8,9 @@ import PackageDescription
 /// GMTOOL_PORTABLE=1 builds for baseline x86-64 / arm64 instead.
 let kernelSettings: [SwiftSetting] =
     ProcessInfo.processInfo.environment["GMTOOL_PORTABLE"] == nil ? [.unsafeFlags(["-target-cpu", "native"])] : []
+/// The same for the C kernels (`CKernels`).
+let kernelCSettings: [CSetting] =
+    ProcessInfo.processInfo.environment["GMTOOL_PORTABLE"] == nil ? [.unsafeFlags(["-march=native"])] : []
 
 let package = Package(
     name: "gmtool",
@@ -59,8 +62,10 @@ let package = Package(
         // The model in memory (class Model): every weight's values, mask and optimizer slots,
         // saved through the checkpoint writer.
         .target(name: "ModelState", dependencies: ["KerasCheckpoint"]),
+        // Kernels that need the CPU's shuffle instructions (C: Swift's SIMD types do not reach them).
+        .target(name: "CKernels", cSettings: kernelCSettings),
         // Forward/backward kernels over raw Float buffers (NHWC), BLAS for the GEMMs.
-        .target(name: "NeuralKernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
+        .target(name: "NeuralKernels", dependencies: ["CBLAS", "CKernels"], swiftSettings: kernelSettings),
         // Runs a model: its Keras graph as kernels; forward, backward, evaluation, gradients (class Network).
         .target(name: "Engine", dependencies: ["ModelState", "KerasCheckpoint", "NeuralKernels", "CIFAR"]),
         // The paper's rule, layer selection, target sparsity.

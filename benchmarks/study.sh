@@ -9,20 +9,22 @@
 # on the starting model over the same 2,000 validation images the training run prunes with, so the
 # sparsity after the first pruning step is S; the sparsity at the end is measured and reported.
 # Usage: bash benchmarks/study.sh [SEED...]   (default seeds 1 2 3); GMTOOL=path overrides the binary;
-# RULES="gmp" (any of paper magnitude gmp) runs only those rules beside the dense runs.
+# RULES="gmp" (any of paper magnitude gmp) runs only those rules beside the dense runs;
+# MODEL=checkpoint OUT=folder study another starting model (docs/RESULTS.md's alpha 1.0 rows:
+# MODEL=runs/scratch/dense.h5 OUT=runs/study-a1.0, the model benchmarks/scratch.sh trains).
 # Each run takes about 40 s on the 2-core machine when it has it to itself; outputs go to runs/study/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gmtool=${GMTOOL:-.build/release/gmtool}
 [ -n "${GMTOOL:-}" ] || swift build -c release >/dev/null
-model=../shared/models/mobilenet_0.50_cifar10.h5
+model=${MODEL:-../shared/models/mobilenet_0.50_cifar10.h5}
 data=../shared/data/cifar10-jpeg
 gamma=0.005
 images=2000
 seeds=("$@"); [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
 common=(--train-data "$data/data_batch_1.bin" --val-data "$data/data_batch_5.bin" --epochs 5
         --optimizer sgd --lr 0.01 --nesterov --schedule cosine --quiet)
-out=runs/study; mkdir -p "$out"
+out=${OUT:-runs/study}; mkdir -p "$out"
 rules=" ${RULES:-paper magnitude gmp} "
 declare -A beta
 [[ $rules == *" paper "* || $rules == *" magnitude "* ]] && for s in 0.8 0.9 0.95; do

@@ -139,6 +139,73 @@ struct GraphBuilder {
             nodes[index].name = "\(nodes[source].name)+\(nodes[index].name)"
             dead.insert(source)
         }
+        return dropping(dead, keep: keep)
+    }
+
+    /// In a sparse export run with sparse kernels (`--kernels auto` or `sparse`; such networks only
+    /// evaluate), fuses each BatchNormalization + ReLU (after `fuseReLUs`) that is the only
+    /// consumer of a convolution with a sparse kernel attached, or of a depthwise convolution, into
+    /// it (`epilogue`): the pass over the output is then done while the kernel's outputs are in
+    /// registers. Returns the new indices of `keep`.
+    mutating func fuseSparseEpilogues(keep: [Int]) -> [Int] {
+        guard kernels != .dense, checkpoint.layout == .sparseExport else { return keep }
+        var consumers = [Int](repeating: 0, count: nodes.count)
+        for node in nodes { for input in node.inputs { consumers[input] += 1 } }
+        var dead = Set<Int>()
+        for index in nodes.indices {
+            guard let batchNormReLU = nodes[index].operation as? BatchNormReLUOperation, nodes[index].inputs.count == 1 else { continue }
+            let source = nodes[index].inputs[0]
+            guard consumers[source] == 1, !keep.contains(source) else { continue }
+            let bn = batchNormReLU.batchNorm
+            if let depthwise = nodes[source].operation as? DepthwiseOperation, depthwise.epilogue == nil,
+               bn.channels == depthwise.channels * depthwise.multiplier,
+               bn.positions == depthwise.geometry.outputHeight * depthwise.geometry.outputWidth {
+                depthwise.epilogue = batchNormReLU
+            } else if let convolution = nodes[source].operation as? ConvolutionOperation, convolution.sparse != nil,
+                      convolution.epilogue == nil, bn.channels == convolution.outputChannels,
+                      bn.positions == convolution.rowsPerImage {
+                convolution.epilogue = batchNormReLU
+                convolution.epilogueNode = nodes[index].name
+            } else {
+                continue
+            }
+            // The convolution's node (name and class, as reports name it) in the consumer's place.
+            nodes[index] = Node(name: nodes[source].name, layerName: nodes[source].layerName, className: nodes[source].className,
+                                operation: nodes[source].operation, inputs: nodes[source].inputs, shape: nodes[index].shape)
+            dead.insert(source)
+        }
+        return dropping(dead, keep: keep)
+    }
+
+    /// Folds each ZeroPadding2D whose only consumer is a depthwise convolution into that
+    /// convolution's geometry (the padding becomes its padTop/padLeft and a smaller input, so the
+    /// kernel skips the taps outside, which read zeros before): one copy pass less, the same sums
+    /// (a skipped tap added value * 0 = 0). Returns the new indices of `keep`.
+    mutating func foldZeroPadding(keep: [Int]) -> [Int] {
+        var consumers = [Int](repeating: 0, count: nodes.count)
+        for node in nodes { for input in node.inputs { consumers[input] += 1 } }
+        var dead = Set<Int>()
+        for index in nodes.indices {
+            guard let depthwise = nodes[index].operation as? DepthwiseOperation, nodes[index].inputs.count == 1 else { continue }
+            let source = nodes[index].inputs[0]
+            guard let pad = nodes[source].operation as? ZeroPadOperation, consumers[source] == 1, !keep.contains(source),
+                  pad.channels == depthwise.channels else { continue }
+            var g = depthwise.geometry
+            g.inputHeight = pad.height
+            g.inputWidth = pad.width
+            g.padTop += pad.top
+            g.padLeft += pad.left
+            nodes[index].operation = DepthwiseOperation(kernel: depthwise.kernel, bias: depthwise.bias, geometry: g,
+                                                        channels: depthwise.channels, multiplier: depthwise.multiplier)
+            nodes[index].inputs = nodes[source].inputs
+            dead.insert(source)
+        }
+        return dropping(dead, keep: keep)
+    }
+
+    /// Removes the nodes `dead` (each folded into its consumer) and renumbers the inputs; returns
+    /// the new indices of `keep`.
+    private mutating func dropping(_ dead: Set<Int>, keep: [Int]) -> [Int] {
         var newIndex = [Int](repeating: -1, count: nodes.count)
         var kept: [Node] = []
         for (index, node) in nodes.enumerated() where !dead.contains(index) {
@@ -154,7 +221,7 @@ struct GraphBuilder {
     /// reading it alone: outside training passes the convolution applies the BatchNorm to its
     /// output rows as it stores them (`Node.epilogue`, `ChannelAffineEpilogue`), the same float
     /// operations as the two nodes apart. In training passes BatchNorm needs the batch's
-    /// statistics first and runs on its own. Call after `fuseReLUs`.
+    /// statistics first and runs on its own. Call after `fuseReLUs` and `fuseSparseEpilogues`.
     mutating func foldBatchNormsIntoStores(keep: [Int]) {
         var consumers = [Int](repeating: 0, count: nodes.count)
         for node in nodes { for input in node.inputs { consumers[input] += 1 } }
@@ -162,7 +229,9 @@ struct GraphBuilder {
             let operation = nodes[index].operation
             guard operation is BatchNormOperation || operation is BatchNormReLUOperation else { continue }
             let source = nodes[index].inputs[0]
-            guard nodes[source].operation is ConvolutionOperation, consumers[source] == 1, !keep.contains(source) else { continue }
+            // Not one that already applies a sparse export's BatchNorm + ReLU (`fuseSparseEpilogues`).
+            guard let convolution = nodes[source].operation as? ConvolutionOperation, convolution.epilogue == nil,
+                  consumers[source] == 1, !keep.contains(source) else { continue }
             nodes[source].epilogue = index
         }
     }

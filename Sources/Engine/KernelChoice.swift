@@ -22,6 +22,10 @@ public enum KernelChoice: String, CaseIterable, Sendable {
 /// weight per row tile (1.36e-9 per 32 rows: 23.5 GFMA/s; 9.05e-10 per 16-lane tail; 6.97e-10
 /// per 4- or 8-lane tail), per float transposed in or out, per im2col float. On another machine they
 /// can only misplace the break-even point, never change a result beyond summation order.
+/// Not refitted since the transposes moved to `gm_transpose16` and BatchNorm + ReLU fused into
+/// the layers (`GraphBuilder.fuseSparseEpilogues`): both make sparse cheaper than predicted, so
+/// the choices err toward dense (at 90% and 50%, batch 1 and 100, the same layers run sparse as
+/// before).
 struct KernelCost {
     var rows: Int
     var inputs: Int

@@ -165,7 +165,7 @@ public final class Network: @unchecked Sendable {
         let (builtInput, builtOutput) = try builder.build(config, inputShape: inputShape)
         var kept = [builtInput, builtOutput]
         if fusing {
-            kept = builder.fuseReLUs(keep: kept)
+            kept = builder.fuseSparseEpilogues(keep: builder.foldZeroPadding(keep: builder.fuseReLUs(keep: kept)))
             builder.foldBatchNormsIntoStores(keep: kept)
         }
         let (input, output) = (kept[0], kept[1])
@@ -308,7 +308,7 @@ public final class Network: @unchecked Sendable {
             let (batchNorm, relu) = (operation as? BatchNormReLUOperation).map { ($0.batchNorm, Optional($0.relu)) }
                 ?? (operation as! BatchNormOperation, nil)
             for context in contexts {
-                convolution.forward(context, epilogue: batchNorm.epilogue(relu: relu, output: context.workspace.activations[target],
+                convolution.forward(context, storing: batchNorm.epilogue(relu: relu, output: context.workspace.activations[target],
                                                                           keepsConvolutionOutput: backward))
             }
         } else {
@@ -561,6 +561,9 @@ public struct SparseLayerUse: Sendable {
     public var outputs: Int
     public var stored: Int
     public var runsSparse: Bool
+    /// The BatchNormalization + ReLU node fused into this layer (`GraphBuilder.fuseSparseEpilogues`),
+    /// whose time the layer's forward pass includes; nil where none.
+    public var epilogueNode: String?
     /// The cost model's predictions for one call, seconds.
     public var predictedSparse: Double
     public var predictedDense: Double
@@ -577,7 +580,7 @@ extension Network {
             let cost = KernelCost(rows: chunk * op.rowsPerImage, inputs: op.patch, outputs: op.outputChannels,
                                   stored: sparse.values.count, pointwise: op.geometry.isPointwise)
             return SparseLayerUse(node: node.name, rows: chunk * op.rowsPerImage, inputs: op.patch, outputs: op.outputChannels,
-                                  stored: sparse.values.count, runsSparse: op.runsSparse(batch: chunk),
+                                  stored: sparse.values.count, runsSparse: op.runsSparse(batch: chunk), epilogueNode: op.epilogueNode,
                                   predictedSparse: cost.sparseSeconds, predictedDense: cost.denseSeconds)
         }
     }

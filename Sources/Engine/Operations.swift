@@ -68,6 +68,13 @@ final class ConvolutionOperation: Operation {
     var sparse: SparseKernel?
     /// Which kernel the forward pass runs when `sparse` is set (`runsSparse`).
     var kernels: KernelChoice = .dense
+    /// The BatchNormalization + ReLU that consumed this layer's output, fused into the forward
+    /// pass of a sparse export (`GraphBuilder.fuseSparseEpilogues`, inference only): the sparse
+    /// kernel applies it to each output in a register, the dense one in place after its product,
+    /// both with `channelAffineReLUForward`'s float operations (the unfused pass's bits).
+    var epilogue: BatchNormReLUOperation?
+    /// The name of the node `epilogue` was (for reports: `SparseLayerUse.epilogueNode`).
+    var epilogueNode: String?
 
     init(kernel: Parameter, bias: Parameter?, geometry: WindowGeometry, inputChannels: Int, outputChannels: Int,
          rowsPerSample: Int = 1, groups: Int = 1) {
@@ -80,7 +87,8 @@ final class ConvolutionOperation: Operation {
         self.groups = groups
     }
 
-    var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
+    var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) + (epilogue?.parameters ?? []) }
+    func parametersChanged() { epilogue?.parametersChanged() }
     func scratchCount(batch: Int) -> Int {
         conv2dScratchCount(geometry, inputChannels: inputChannels, outputChannels: outputChannels, batch: batch * rowsPerSample,
                            groups: groups)
@@ -105,35 +113,40 @@ final class ConvolutionOperation: Operation {
         }
     }
 
-    func forward(_ c: PassContext) { forward(c, epilogue: nil) }
+    func forward(_ c: PassContext) { forward(c, storing: nil) }
 
-    /// The forward pass followed by `epilogue` (the inference BatchNorm this convolution feeds,
+    /// The forward pass followed by `next` (the inference BatchNorm node this convolution feeds,
     /// `Node.epilogue`), which `conv2dForward` applies as it stores the output where it can.
-    func forward(_ c: PassContext, epilogue: ChannelAffineEpilogue?) {
+    func forward(_ c: PassContext, storing next: ChannelAffineEpilogue?) {
+        let rows = c.batch * rowsPerImage
         if let sparse, runsSparse(batch: c.batch) {
-            let rows = c.batch * rowsPerSample * geometry.outputHeight * geometry.outputWidth
-            defer { epilogue?.apply(c.output, firstRow: 0, count: rows, channels: outputChannels) }
+            defer { next?.apply(c.output, firstRow: 0, count: rows, channels: outputChannels) }
             let bias = bias.map { UnsafePointer($0.pointer) }
-            if geometry.isPointwise {
-                csrMatmulForward(output: c.output, input: c.inputs[0], rows: rows, inputs: patch, outputs: outputChannels,
-                                 rowOffsets: sparse.rowOffsets, columns: sparse.columns, values: sparse.values, bias: bias)
-                return
-            }
-            // Tile by tile, as conv2dForward (each output row depends on its own columns alone).
-            forEachTile(rows: rows, patch: patch) { tile in
-                im2col(c.scratch!, c.inputs[0], rows: tile, geometry, channels: inputChannels)
-                csrMatmulForward(output: c.output + tile.lowerBound * outputChannels, input: c.scratch!, rows: tile.count,
-                                 inputs: patch, outputs: outputChannels, rowOffsets: sparse.rowOffsets, columns: sparse.columns,
-                                 values: sparse.values, bias: bias)
+            withEpilogue(epilogue) { epilogue in
+                if geometry.isPointwise {
+                    csrMatmulForward(output: c.output, input: c.inputs[0], rows: rows, inputs: patch, outputs: outputChannels,
+                                     rowOffsets: sparse.rowOffsets, columns: sparse.columns, values: sparse.values, bias: bias,
+                                     epilogue: epilogue)
+                    return
+                }
+                // Tile by tile, as conv2dForward (each output row depends on its own columns alone).
+                forEachTile(rows: rows, patch: patch) { tile in
+                    im2col(c.scratch!, c.inputs[0], rows: tile, geometry, channels: inputChannels)
+                    csrMatmulForward(output: c.output + tile.lowerBound * outputChannels, input: c.scratch!, rows: tile.count,
+                                     inputs: patch, outputs: outputChannels, rowOffsets: sparse.rowOffsets, columns: sparse.columns,
+                                     values: sparse.values, bias: bias, epilogue: epilogue)
+                }
             }
             return
         }
         conv2dForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
                       scratch: c.scratch, batch: c.batch * rowsPerSample, geometry: geometry,
-                      inputChannels: inputChannels, outputChannels: outputChannels, groups: groups, epilogue: epilogue)
+                      inputChannels: inputChannels, outputChannels: outputChannels, groups: groups, epilogue: next)
+        withEpilogue(epilogue) { $0?.apply(c.output, rows: rows, channels: outputChannels) }
     }
 
     func backward(_ c: PassContext) {
+        precondition(epilogue == nil, "a convolution fused with its BatchNormalization + ReLU runs inference only")
         conv2dBackward(inputGradient: c.inputGradients[0], kernelGradient: c.workspace.gradient(kernel),
                        biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
                        input: c.inputs[0], kernel: kernel.pointer, scratch: c.scratch,
@@ -179,6 +192,17 @@ final class TransposedConvolutionOperation: Operation {
     }
 }
 
+/// A fused BatchNormalization + ReLU as the kernels take it (nil where none).
+private func withEpilogue(_ epilogue: BatchNormReLUOperation?, _ body: (ChannelAffineReLU?) -> Void) {
+    guard let epilogue else { return body(nil) }
+    let bn = epilogue.batchNorm
+    bn.scale.withUnsafeBufferPointer { scale in
+        bn.shift.withUnsafeBufferPointer { shift in
+            body(ChannelAffineReLU(scale: scale.baseAddress!, shift: shift.baseAddress!, relu: epilogue.relu))
+        }
+    }
+}
+
 /// The kernel of a convolution or Dense layer as CSR, one row per output channel, for inference
 /// straight from a sparse export.
 final class SparseKernel {
@@ -208,14 +232,22 @@ final class DepthwiseOperation: Operation {
         self.multiplier = multiplier
     }
 
-    var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) }
+    /// The BatchNormalization + ReLU that consumed this layer's output, fused into the forward
+    /// pass of a sparse export (`GraphBuilder.fuseSparseEpilogues`, inference only).
+    var epilogue: BatchNormReLUOperation?
+
+    var parameters: [Parameter] { [kernel] + (bias.map { [$0] } ?? []) + (epilogue?.parameters ?? []) }
+    func parametersChanged() { epilogue?.parametersChanged() }
 
     func forward(_ c: PassContext) {
-        depthwiseForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
-                         batch: c.batch, geometry: geometry, channels: channels, multiplier: multiplier)
+        withEpilogue(epilogue) { epilogue in
+            depthwiseForward(output: c.output, input: c.inputs[0], kernel: kernel.pointer, bias: bias.map { UnsafePointer($0.pointer) },
+                             batch: c.batch, geometry: geometry, channels: channels, multiplier: multiplier, epilogue: epilogue)
+        }
     }
 
     func backward(_ c: PassContext) {
+        precondition(epilogue == nil, "a depthwise convolution fused with its BatchNormalization + ReLU runs inference only")
         depthwiseBackward(inputGradient: c.inputGradients[0], kernelGradient: c.workspace.gradient(kernel),
                           biasGradient: bias.map { c.workspace.gradient($0) }, outputGradient: c.outputGradient,
                           input: c.inputs[0], kernel: kernel.pointer, batch: c.batch, geometry: geometry,

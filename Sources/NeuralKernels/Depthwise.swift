@@ -13,10 +13,13 @@ func insideTaps(start: Int, kernel: Int, dilation: Int, size: Int) -> Range<Int>
     return first..<max(first, min(kernel, last + 1))
 }
 
-/// output (batch, oh, ow, in*multiplier) = depthwise(input, kernel) + bias.
+/// output (batch, oh, ow, in*multiplier) = depthwise(input, kernel) + bias; with `epilogue`, each
+/// output pixel's channels mapped by it in place while in L1 (the bits of the separate
+/// `channelAffineReLUForward` pass, over the in * multiplier output channels).
 public func depthwiseForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, kernel: UnsafePointer<Float>,
-    bias: UnsafePointer<Float>?, batch: Int, geometry g: WindowGeometry, channels: Int, multiplier: Int
+    bias: UnsafePointer<Float>?, batch: Int, geometry g: WindowGeometry, channels: Int, multiplier: Int,
+    epilogue: ChannelAffineReLU? = nil
 ) {
     let outChannels = channels * multiplier
     for n in 0..<batch {
@@ -30,7 +33,7 @@ public func depthwiseForward(
                 let y = output + ((n * g.outputHeight + oh) * g.outputWidth + ow) * outChannels
                 if multiplier == 1 {
                     depthwisePixel(y, image, kernel, bias, channels: channels, g: g, top: top, left: left,
-                                   rows: rows, columns: columns)
+                                   rows: rows, columns: columns, epilogue: epilogue)
                     continue
                 }
                 if let bias { y.update(from: bias, count: outChannels) } else { y.update(repeating: 0, count: outChannels) }
@@ -44,6 +47,7 @@ public func depthwiseForward(
                         }
                     }
                 }
+                epilogue?.apply(y, rows: 1, channels: outChannels)
             }
         }
     }
@@ -57,7 +61,7 @@ public func depthwiseForward(
 private func depthwisePixel(
     _ y: UnsafeMutablePointer<Float>, _ image: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>,
     _ bias: UnsafePointer<Float>?, channels: Int, g: WindowGeometry, top: Int, left: Int,
-    rows: Range<Int>, columns: Range<Int>
+    rows: Range<Int>, columns: Range<Int>, epilogue: ChannelAffineReLU?
 ) {
     typealias Vector = SIMD16<Float>
     let width = Vector.scalarCount
@@ -87,6 +91,8 @@ private func depthwisePixel(
         y[c] = accumulator
         c += 1
     }
+    // On the pixel's outputs while they are in L1.
+    epilogue?.apply(y, rows: 1, channels: channels)
 }
 
 /// Adds the gradients of depthwiseForward into `kernelGradient`, `biasGradient` and (when not

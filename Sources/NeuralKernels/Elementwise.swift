@@ -497,6 +497,57 @@ public struct ChannelAffineEpilogue {
     }
 }
 
+/// y = relu(z * scale[c] + shift[c]) on channel c: an inference BatchNormalization folded to
+/// scale and shift, then a ReLU, applied by a kernel to its outputs in place while they are in
+/// L1 (`csrMatmulForward`, `depthwiseForward`, and after a dense product). The expressions are
+/// `channelAffineReLUForward`'s (multiply, then add, not fused), so the bits are those of the
+/// kernel followed by that pass. In place through one pointer, so the loops vectorise (a pass
+/// from a buffer to itself through two pointers would fail the vectoriser's overlap check).
+public struct ChannelAffineReLU {
+    public var scale: UnsafePointer<Float>
+    public var shift: UnsafePointer<Float>
+    public var relu: ReLUParameters
+
+    public init(scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, relu: ReLUParameters) {
+        self.scale = scale
+        self.shift = shift
+        self.relu = relu
+    }
+
+    /// Maps `rows` rows of `channels` outputs in place, y[r * channels + c] as channel c (NHWC).
+    public func apply(_ y: UnsafeMutablePointer<Float>, rows: Int, channels: Int) {
+        let p = relu, cap = p.maxValue ?? .infinity
+        for r in 0..<rows {
+            let y = y + r * channels
+            if p.negativeSlope == 0 && p.threshold == 0 {
+                for c in 0..<channels { y[c] = min(max(y[c] * scale[c] + shift[c], 0), cap) }
+            } else {
+                for c in 0..<channels {
+                    let z = y[c] * scale[c] + shift[c]
+                    y[c] = z >= p.threshold ? min(z, cap) : p.negativeSlope * (z - p.threshold)
+                }
+            }
+        }
+    }
+
+    /// Maps a channel-major block in place: row o (`lanes` floats at y + o * lanes) is channel
+    /// o's outputs, for o < channels.
+    func apply(channelMajor y: UnsafeMutablePointer<Float>, channels: Int, lanes: Int) {
+        let p = relu, cap = p.maxValue ?? .infinity
+        for o in 0..<channels {
+            let row = y + o * lanes, s = scale[o], t = shift[o]
+            if p.negativeSlope == 0 && p.threshold == 0 {
+                for l in 0..<lanes { row[l] = min(max(row[l] * s + t, 0), cap) }
+            } else {
+                for l in 0..<lanes {
+                    let z = row[l] * s + t
+                    row[l] = z >= p.threshold ? min(z, cap) : p.negativeSlope * (z - p.threshold)
+                }
+            }
+        }
+    }
+}
+
 /// Gradients of channelAffineReLUForward: the pre-activation z = x * scale + shift is recomputed
 /// with the same float operations as the forward, so the ReLU mask is exactly the unfused one.
 public func batchNormReLUBackward(

@@ -2,6 +2,8 @@
 // is given as its transpose in CSR form, one row per output channel (how the sparse export
 // stores kernels, and how TFLite/XNNPACK walk sparse weights).
 
+import CKernels
+
 /// Rows of the input processed together at most (two SIMD16, two AVX-512 registers, per stored
 /// weight; SIMD32 itself compiled to far slower code).
 let sparseTile = 32
@@ -19,10 +21,13 @@ let sparseTile = 32
 /// added one at a time in CSR order by fused multiply-adds, every lane alike, so the result does
 /// not depend on the tiling: it is the bits a scalar loop `a.addProduct(w, x)` over the CSR row
 /// gives. Empty rows give the bias. The transposes move 16 x 16 blocks in registers.
+/// With `epilogue`, each output is mapped by it (BatchNormalization + ReLU) on the channel-major
+/// tile, before it is transposed out: the float operations of `channelAffineReLUForward`, so the
+/// bits are those of the product followed by that pass, without the pass over the output.
 public func csrMatmulForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows m: Int, inputs: Int, outputs: Int,
     rowOffsets: UnsafePointer<Int32>, columns: UnsafePointer<Int32>, values: UnsafePointer<Float>,
-    bias: UnsafePointer<Float>?
+    bias: UnsafePointer<Float>?, epilogue: ChannelAffineReLU? = nil
 ) {
     guard m > 0, outputs > 0 else { return }
     let xt = UnsafeMutablePointer<Float>.allocate(capacity: max(inputs, 1) * sparseTile)
@@ -44,19 +49,23 @@ public func csrMatmulForward(
         case 16: weights.tile(SIMD16<Float>.self, xt, yt)
         default: weights.tile32(xt, yt)
         }
+        // On the channel-major tile, still in L1/L2, before it is transposed out.
+        epilogue?.apply(channelMajor: yt, channels: outputs, lanes: width)
         transposeTile(UnsafePointer(yt), rows: outputs, columns: n, rowStride: width, into: output + r * outputs, stride: outputs)
         r += n
     }
 }
 
 /// dst[j * stride + i] = src[i * rowStride + j] for i < rows, j < columns: 16 x 16 blocks in
-/// registers, the edges one float at a time.
+/// registers (`gm_transpose16`, C: the unpack and 128-bit lane shuffles a 16 x 16 transpose
+/// needs; the same network written with Swift's SIMD halves compiled to per-element broadcasts,
+/// inserts and stack spills), the edges one float at a time.
 private func transposeTile(_ src: UnsafePointer<Float>, rows: Int, columns: Int, rowStride: Int,
                            into dst: UnsafeMutablePointer<Float>, stride: Int) {
     let fullRows = rows / 16 * 16, fullColumns = columns / 16 * 16
     for i in Swift.stride(from: 0, to: fullRows, by: 16) {
         for j in Swift.stride(from: 0, to: fullColumns, by: 16) {
-            transpose16(src + i * rowStride + j, rowStride, dst + j * stride + i, stride)
+            gm_transpose16(src + i * rowStride + j, rowStride, dst + j * stride + i, stride)
         }
     }
     for i in 0..<rows {
@@ -139,57 +148,4 @@ private struct CSRKernel {
             store(o, a, aHigh)
         }
     }
-}
-
-/// 16 rows of 16 floats.
-private typealias Block16 = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>,
-                             SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>,
-                             SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
-
-/// One perfect unshuffle of 16 rows: row i (i < 8) becomes the even lanes of rows 2i and 2i + 1,
-/// row i + 8 their odd lanes. Four of them transpose the block (each moves a lane index's bit
-/// into the row index).
-@inline(__always)
-private func unshuffle(_ b: Block16) -> Block16 {
-    (SIMD16(lowHalf: b.0.evenHalf, highHalf: b.1.evenHalf),
-     SIMD16(lowHalf: b.2.evenHalf, highHalf: b.3.evenHalf),
-     SIMD16(lowHalf: b.4.evenHalf, highHalf: b.5.evenHalf),
-     SIMD16(lowHalf: b.6.evenHalf, highHalf: b.7.evenHalf),
-     SIMD16(lowHalf: b.8.evenHalf, highHalf: b.9.evenHalf),
-     SIMD16(lowHalf: b.10.evenHalf, highHalf: b.11.evenHalf),
-     SIMD16(lowHalf: b.12.evenHalf, highHalf: b.13.evenHalf),
-     SIMD16(lowHalf: b.14.evenHalf, highHalf: b.15.evenHalf),
-     SIMD16(lowHalf: b.0.oddHalf, highHalf: b.1.oddHalf),
-     SIMD16(lowHalf: b.2.oddHalf, highHalf: b.3.oddHalf),
-     SIMD16(lowHalf: b.4.oddHalf, highHalf: b.5.oddHalf),
-     SIMD16(lowHalf: b.6.oddHalf, highHalf: b.7.oddHalf),
-     SIMD16(lowHalf: b.8.oddHalf, highHalf: b.9.oddHalf),
-     SIMD16(lowHalf: b.10.oddHalf, highHalf: b.11.oddHalf),
-     SIMD16(lowHalf: b.12.oddHalf, highHalf: b.13.oddHalf),
-     SIMD16(lowHalf: b.14.oddHalf, highHalf: b.15.oddHalf))
-}
-
-/// dst[j * dstStride + i] = src[i * srcStride + j] for a 16 x 16 block (four unshuffles in registers).
-@inline(__always)
-private func transpose16(_ src: UnsafePointer<Float>, _ srcStride: Int, _ dst: UnsafeMutablePointer<Float>, _ dstStride: Int) {
-    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst), f = MemoryLayout<Float>.stride
-    @inline(__always) func row(_ i: Int) -> SIMD16<Float> { s.loadUnaligned(fromByteOffset: i * srcStride * f, as: SIMD16<Float>.self) }
-    var b: Block16 = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7), row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15))
-    b = unshuffle(unshuffle(unshuffle(unshuffle(b))))
-    d.storeBytes(of: b.0, toByteOffset: 0 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.1, toByteOffset: 1 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.2, toByteOffset: 2 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.3, toByteOffset: 3 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.4, toByteOffset: 4 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.5, toByteOffset: 5 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.6, toByteOffset: 6 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.7, toByteOffset: 7 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.8, toByteOffset: 8 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.9, toByteOffset: 9 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.10, toByteOffset: 10 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.11, toByteOffset: 11 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.12, toByteOffset: 12 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.13, toByteOffset: 13 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.14, toByteOffset: 14 * dstStride * f, as: SIMD16<Float>.self)
-    d.storeBytes(of: b.15, toByteOffset: 15 * dstStride * f, as: SIMD16<Float>.self)
 }

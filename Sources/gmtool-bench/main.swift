@@ -10,7 +10,9 @@
 //     Each sparse-stored convolution/Dense layer of a sparse export, forward over a batch of B
 //     random images (default 100) cut into chunks as eval cuts them, on one thread, best of R:
 //     seconds sparse, seconds dense, the cost model's two predictions and the kernel auto picks.
-//     One JSON object per layer (the data the cost model's constants were fitted to).
+//     One JSON object per layer (the data the cost model's constants were fitted to); a layer's
+//     times include the BatchNormalization + ReLU fused into it. Then seconds per call by layer
+//     class, dense and auto, and their totals.
 import Engine
 import Foundation
 import KerasCheckpoint
@@ -131,17 +133,25 @@ func benchLayers(_ arguments: [String]) throws {
     let auto = try Network(model: model, workers: 1, kernels: .auto)
     var random = SplitMix(state: 7)
     let images = (0..<(batch * sparse.inputCount)).map { _ in Float(random.uniform() * 2 - 1) }
-    let (s, d) = images.withUnsafeBufferPointer {
+    let (s, d, a) = images.withUnsafeBufferPointer {
         (sparse.forwardSecondsPerNode(images: $0.baseAddress!, count: batch, repeats: repeats),
-         dense.forwardSecondsPerNode(images: $0.baseAddress!, count: batch, repeats: repeats))
+         dense.forwardSecondsPerNode(images: $0.baseAddress!, count: batch, repeats: repeats),
+         auto.forwardSecondsPerNode(images: $0.baseAddress!, count: batch, repeats: repeats))
     }
-    let seconds = Dictionary(uniqueKeysWithValues: zip(s, d).map { ($0.node, ($0.seconds, $1.seconds)) })
-    // Where the rest of the time goes: every node's class, summed (the dense network's times).
-    var byKind: [String: Double] = [:]
-    for (node, timing) in zip(dense.nodeClasses, d) { byKind[node, default: 0] += timing.seconds / Double(Network.chunks(batch).count) }
+    let sparseSeconds = Dictionary(uniqueKeysWithValues: s.map { ($0.node, $0.seconds) })
+    let denseNodes = Dictionary(uniqueKeysWithValues: d.map { ($0.node, $0.seconds) })
+    // A sparse network's convolution carries the BatchNormalization + ReLU fused into it; the
+    // dense network runs that as its own node, which the layer's dense time includes.
+    func denseSeconds(_ layer: SparseLayerUse) -> Double {
+        denseNodes[layer.node]! + (layer.epilogueNode.map { denseNodes[$0]! } ?? 0)
+    }
+    // Where the rest of the time goes: every node's class, summed, per call, dense and auto.
     let calls = Double(Network.chunks(batch).count)
+    var byKind: [String: Double] = [:], autoByKind: [String: Double] = [:]
+    for (node, timing) in zip(dense.nodeClasses, d) { byKind[node, default: 0] += timing.seconds / calls }
+    for (node, timing) in zip(auto.nodeClasses, a) { autoByKind[node, default: 0] += timing.seconds / calls }
     for layer in auto.sparseLayers(batch: batch) {
-        let (sparseSeconds, denseSeconds) = seconds[layer.node]!
+        let (sparseSeconds, denseSeconds) = (sparseSeconds[layer.node]!, denseSeconds(layer))
         let row: [String: Any] = [
             "layer": layer.node, "batch": batch, "rows": layer.rows, "inputs": layer.inputs, "outputs": layer.outputs,
             "stored": layer.stored, "density": layer.density, "calls": Int(calls),
@@ -150,7 +160,8 @@ func benchLayers(_ arguments: [String]) throws {
         ]
         print(String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self))
     }
-    let summary: [String: Any] = ["batch": batch, "dense_seconds_by_class": byKind]
+    let summary: [String: Any] = ["batch": batch, "dense_seconds_by_class": byKind, "auto_seconds_by_class": autoByKind,
+                                  "dense_seconds": byKind.values.reduce(0, +), "auto_seconds": autoByKind.values.reduce(0, +)]
     print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))
 }
 

@@ -183,4 +183,97 @@ import Testing
             #expect(e.maxError <= 1e-4 * max(1, e.scale), "\(name) max error \(e.maxError)")
         }
     }
+
+    /// Multiplier 1 gives each output the bits of the scalar loop `depthwisePixel` promises: the
+    /// bias, then each inside tap's product (rounded) added row by row, at the edges (taps skipped)
+    /// and inside alike; 16 and 19 channels (the vector loop and its tail), strides 1 and 2, 3 x 3
+    /// and 2 x 2 kernels. The fused epilogue and the ZeroPadding2D fold rely on this order.
+    @Test(arguments: [(16, 3, 1), (19, 3, 1), (19, 3, 2), (16, 2, 1)])
+    func multiplierOneGivesTheScalarLoopsBits(channels: Int, k: Int, stride: Int) {
+        var random = SeededRandom(seed: UInt64(channels * 10 + k + stride))
+        let h = 6, w = 7, batch = 2
+        let g = WindowGeometry(inputHeight: h, inputWidth: w, kernelHeight: k, kernelWidth: k, strideHeight: stride,
+                               strideWidth: stride, padding: .same)
+        let x = random.array(batch * h * w * channels, scale: 3), kernel = random.array(k * k * channels), bias = random.array(channels)
+        var y = [Float](repeating: .nan, count: batch * g.outputHeight * g.outputWidth * channels)
+        depthwiseForward(output: &y, input: x, kernel: kernel, bias: bias, batch: batch, geometry: g, channels: channels, multiplier: 1)
+        for n in 0..<batch {
+            for oh in 0..<g.outputHeight {
+                for ow in 0..<g.outputWidth {
+                    for c in 0..<channels {
+                        var a = bias[c]
+                        for i in 0..<k {
+                            for j in 0..<k {
+                                let ih = oh * stride - g.padTop + i, iw = ow * stride - g.padLeft + j
+                                guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
+                                let product = x[((n * h + ih) * w + iw) * channels + c] * kernel[(i * k + j) * channels + c]
+                                a = a + product
+                            }
+                        }
+                        let got = y[((n * g.outputHeight + oh) * g.outputWidth + ow) * channels + c]
+                        #expect(got.bitPattern == a.bitPattern, "(\(n), \(oh), \(ow), \(c))")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fused epilogue gives the bits of the depthwise convolution followed by the separate
+    /// `channelAffineReLUForward` pass (16 and 19 channels: the vector loop and its tail;
+    /// multiplier 1 and 2: both loops), for ReLU6 and a leaky ReLU with a threshold.
+    @Test(arguments: [(16, 1), (19, 1), (16, 2), (19, 2)])
+    func epilogueGivesTheSeparatePassBits(channels: Int, multiplier: Int) {
+        var random = SeededRandom(seed: UInt64(channels * 10 + multiplier))
+        let g = WindowGeometry(inputHeight: 7, inputWidth: 6, kernelHeight: 3, kernelWidth: 3, strideHeight: 2,
+                               strideWidth: 2, padding: .same)
+        let batch = 2, outChannels = channels * multiplier
+        let x = random.array(batch * 7 * 6 * channels, scale: 3), kernel = random.array(9 * outChannels), bias = random.array(outChannels)
+        let scale = random.array(outChannels, scale: 2), shift = random.array(outChannels)
+        let count = batch * g.outputHeight * g.outputWidth * outChannels
+        for relu in [ReLUParameters(maxValue: 6), ReLUParameters(maxValue: 0.8, negativeSlope: 0.2, threshold: 0.1)] {
+            var fused = [Float](repeating: .nan, count: count), separate = fused
+            scale.withUnsafeBufferPointer { s in
+                shift.withUnsafeBufferPointer { t in
+                    depthwiseForward(output: &fused, input: x, kernel: kernel, bias: bias, batch: batch, geometry: g, channels: channels,
+                                     multiplier: multiplier, epilogue: ChannelAffineReLU(scale: s.baseAddress!, shift: t.baseAddress!, relu: relu))
+                }
+            }
+            depthwiseForward(output: &separate, input: x, kernel: kernel, bias: bias, batch: batch, geometry: g, channels: channels,
+                             multiplier: multiplier)
+            let product = separate
+            channelAffineReLUForward(output: &separate, input: product, scale: scale, shift: shift, rows: count / outChannels,
+                                     channels: outChannels, relu)
+            #expect(fused.map(\.bitPattern) == separate.map(\.bitPattern), "\(relu)")
+            #expect(Set(separate).count > count / 4, "the ReLU clamps some outputs, not all")
+        }
+    }
+
+    /// A ZeroPadding2D folded into the depthwise geometry (`GraphBuilder.foldZeroPadding`: padTop
+    /// and padLeft grow, the input is the unpadded one, the output size stays) gives the padded
+    /// copy's valid convolution: the skipped taps read zeros there. Exactly equal (== treats the
+    /// only possible difference, a zero's sign, as equal): each output adds the same nonzero
+    /// products in the same order. MobileNet's stride-2 padding ((0, 1), (0, 1)) and a symmetric one.
+    @Test(arguments: [(16, 0, 1, 0, 1, 2), (19, 1, 1, 1, 1, 1), (19, 0, 1, 0, 1, 2)])
+    func foldedZeroPaddingEqualsThePaddedCopy(channels: Int, top: Int, bottom: Int, left: Int, right: Int, stride: Int) {
+        var random = SeededRandom(seed: UInt64(channels + top * 3 + stride))
+        let h = 8, w = 8, batch = 2
+        let x = random.array(batch * h * w * channels), kernel = random.array(9 * channels), bias = random.array(channels)
+        let ph = h + top + bottom, pw = w + left + right
+        var padded = [Float](repeating: .nan, count: batch * ph * pw * channels)
+        zeroPadForward(output: &padded, input: x, batch: batch, height: h, width: w, channels: channels, top: top, bottom: bottom,
+                       left: left, right: right)
+        let g = WindowGeometry(inputHeight: ph, inputWidth: pw, kernelHeight: 3, kernelWidth: 3, strideHeight: stride,
+                               strideWidth: stride, padding: .valid)
+        var folded = g
+        folded.inputHeight = h
+        folded.inputWidth = w
+        folded.padTop += top
+        folded.padLeft += left
+        let count = batch * g.outputHeight * g.outputWidth * channels
+        var expected = [Float](repeating: .nan, count: count), got = expected
+        depthwiseForward(output: &expected, input: padded, kernel: kernel, bias: bias, batch: batch, geometry: g, channels: channels, multiplier: 1)
+        depthwiseForward(output: &got, input: x, kernel: kernel, bias: bias, batch: batch, geometry: folded, channels: channels, multiplier: 1)
+        #expect(got == expected)
+        #expect(g.outputHeight == (stride == 2 ? 4 : 8))
+    }
 }

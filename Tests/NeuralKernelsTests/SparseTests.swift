@@ -87,4 +87,40 @@ import Testing
             }
         }
     }
+
+    /// The fused epilogue (BatchNormalization folded to scale and shift, then ReLU) gives the bits
+    /// of the product followed by `channelAffineReLUForward`'s separate pass, at every tile width,
+    /// for ReLU, ReLU6 and a leaky ReLU with a threshold (negative scales and shifts flip and move
+    /// outputs across the ReLU's edges), with 16 and 19 output channels (two at once and a tail),
+    /// an empty row and an all-zero kernel among them.
+    @Test(arguments: [16, 19])
+    func epilogueGivesTheSeparatePassBits(outputs: Int) {
+        var random = SeededRandom(seed: UInt64(outputs))
+        let inputs = 37
+        let relus = [ReLUParameters(), ReLUParameters(maxValue: 6), ReLUParameters(maxValue: 0.8, negativeSlope: 0.2, threshold: 0.1)]
+        for density: Float in [0, 0.3] {
+            let k = Self.csr(outputs: outputs, inputs: inputs, density: density, random: &random)
+            let scale = random.array(outputs, scale: 2), shift = random.array(outputs)
+            for relu in relus {
+                for m in [1, 3, 4, 7, 8, 13, 16, 17, 32, 45, 64, 70] {
+                    let x = random.array(m * inputs, scale: 3), bias = random.array(outputs)
+                    var fused = [Float](repeating: .nan, count: m * outputs), separate = fused
+                    scale.withUnsafeBufferPointer { s in
+                        shift.withUnsafeBufferPointer { t in
+                            csrMatmulForward(output: &fused, input: x, rows: m, inputs: inputs, outputs: outputs, rowOffsets: k.offsets,
+                                             columns: k.columns, values: k.values, bias: bias,
+                                             epilogue: ChannelAffineReLU(scale: s.baseAddress!, shift: t.baseAddress!, relu: relu))
+                        }
+                    }
+                    csrMatmulForward(output: &separate, input: x, rows: m, inputs: inputs, outputs: outputs, rowOffsets: k.offsets,
+                                     columns: k.columns, values: k.values, bias: bias)
+                    let product = separate
+                    channelAffineReLUForward(output: &separate, input: product, scale: scale, shift: shift, rows: m, channels: outputs, relu)
+                    #expect(fused.map(\.bitPattern) == separate.map(\.bitPattern), "m \(m) density \(density) \(relu)")
+                    // Not vacuous: the ReLU's edges are crossed (some outputs clamped, some not).
+                    if m >= 16 && density > 0 { #expect(Set(separate).count > m * outputs / 4, "m \(m) \(relu)") }
+                }
+            }
+        }
+    }
 }
